@@ -1,0 +1,261 @@
+package billing
+
+import (
+	"fmt"
+	"sort"
+	"time"
+)
+
+// Week is the Free plan's grant period.
+const Week = 7 * 24 * time.Hour
+
+// Grant sources.
+const (
+	SourceFree         = "free"
+	SourceSubscription = "subscription"
+	SourceTopUp        = "topup"
+	SourceAdjustment   = "adjustment"
+)
+
+// Grant is a block of credits with what remains of it and when it expires.
+// A zero ExpiresAt never expires.
+type Grant struct {
+	ID        string    `firestore:"id"`
+	Source    string    `firestore:"source"`
+	Amount    int64     `firestore:"amount"`
+	Remaining int64     `firestore:"remaining"`
+	GrantedAt time.Time `firestore:"grantedAt"`
+	ExpiresAt time.Time `firestore:"expiresAt"`
+	// Payment names what paid for the grant (a Stripe invoice or payment
+	// intent id), so that a refund or dispute finds it. Empty for Free.
+	Payment string `firestore:"payment,omitempty"`
+	// ClawedBack counts the credits taken back by refunds and disputes.
+	ClawedBack int64 `firestore:"clawedBack,omitempty"`
+}
+
+// Live reports whether the grant still counts at now.
+func (g Grant) Live(now time.Time) bool {
+	return g.ExpiresAt.IsZero() || now.Before(g.ExpiresAt)
+}
+
+// Subscription is the account's view of its paid subscription.
+type Subscription struct {
+	ID                string    `firestore:"id"`
+	Plan              string    `firestore:"plan"`
+	Status            string    `firestore:"status"`
+	CurrentPeriodEnd  time.Time `firestore:"currentPeriodEnd"`
+	CancelAtPeriodEnd bool      `firestore:"cancelAtPeriodEnd"`
+	// UpdatedAt is the time of the newest billing event applied to it; an
+	// older event arriving late does not overwrite a newer state.
+	UpdatedAt time.Time `firestore:"updatedAt"`
+}
+
+// Active reports whether the subscription entitles the account to its plan.
+func (s *Subscription) Active() bool {
+	return s != nil && (s.Status == "active" || s.Status == "trialing" || s.Status == "past_due")
+}
+
+// Reversal records money taken back from a payment: the amount charged and
+// how much of it was refunded or disputed, in the smallest currency unit.
+// Each figure only grows, so events applied in any order converge.
+type Reversal struct {
+	Charged  int64 `firestore:"charged"`
+	Refunded int64 `firestore:"refunded"`
+	Disputed int64 `firestore:"disputed"`
+}
+
+// Account is one user's plan, subscription and credits.
+type Account struct {
+	UID          string        `firestore:"uid"`
+	Email        string        `firestore:"email"`
+	Plan         string        `firestore:"plan"`
+	CustomerID   string        `firestore:"customerId"`
+	Subscription *Subscription `firestore:"subscription"`
+	Grants       []Grant       `firestore:"grants"`
+	// Credits is the balance when the account was last written, for readers
+	// that cannot compute it (security-rules clients); Balance is the truth.
+	Credits int64 `firestore:"credits"`
+	// The Free chain: period k starts at FreeAnchor + k weeks. NextFreePeriod
+	// is the next period to grant; NextGrantAt its start, zero while paused.
+	FreeAnchor     time.Time `firestore:"freeAnchor"`
+	NextFreePeriod int64     `firestore:"nextFreePeriod"`
+	NextGrantAt    time.Time `firestore:"nextGrantAt"`
+	// Reversals by payment id: refunds and disputes seen, even before the
+	// grant they take back from arrives.
+	Reversals map[string]Reversal `firestore:"reversals"`
+	CreatedAt time.Time           `firestore:"createdAt"`
+
+	entries []Entry // ledger entries made since load, written with the account
+}
+
+// NewAccount returns a Free account with its first Free grant, expiring a
+// week from now when the next one is due.
+func NewAccount(uid, email string, free Plan, now time.Time) *Account {
+	a := &Account{UID: uid, Email: email, Plan: PlanFree, FreeAnchor: now, CreatedAt: now}
+	a.grantFree(0, free, now)
+	return a
+}
+
+// Entries returns the ledger entries made since the account was loaded.
+func (a *Account) Entries() []Entry { return a.entries }
+
+// Balance is the sum of what remains of the grants live at now.
+func (a *Account) Balance(now time.Time) int64 {
+	var n int64
+	for _, g := range a.Grants {
+		if g.Live(now) {
+			n += g.Remaining
+		}
+	}
+	return n
+}
+
+// LiveGrants returns the grants that count at now, the first to expire first.
+func (a *Account) LiveGrants(now time.Time) []Grant {
+	var live []Grant
+	for _, g := range a.Grants {
+		if g.Live(now) && g.Remaining > 0 {
+			live = append(live, g)
+		}
+	}
+	sortByExpiry(live)
+	return live
+}
+
+// Expire removes the grants that have expired by now, with a ledger entry
+// for each that still had credits.
+func (a *Account) Expire(now time.Time) {
+	kept := a.Grants[:0]
+	for _, g := range a.Grants {
+		if g.Live(now) {
+			kept = append(kept, g)
+			continue
+		}
+		if g.Remaining > 0 {
+			a.record(Entry{ID: "expiry-" + g.ID, Kind: EntryExpiry, Source: g.Source, Credits: -g.Remaining,
+				GrantID: g.ID, At: g.ExpiresAt, Note: fmt.Sprintf("%s credits expired", sourceWords(g.Source))})
+		}
+	}
+	a.Grants = kept
+	a.Credits = a.Balance(now)
+}
+
+// Debit takes n credits from the live grants, the first to expire first. It
+// returns ErrInsufficientCredits, taking nothing, when fewer than n remain,
+// and a CodeBadRequest error when n is not positive.
+func (a *Account) Debit(n int64, now time.Time) error {
+	if n <= 0 {
+		return Errorf(CodeBadRequest, "a debit must be positive, got %d", n)
+	}
+	a.Expire(now)
+	if a.Balance(now) < n {
+		return ErrInsufficientCredits
+	}
+	sortByExpiry(a.Grants)
+	for i := range a.Grants {
+		take := min(n, a.Grants[i].Remaining)
+		a.Grants[i].Remaining -= take
+		n -= take
+		if n == 0 {
+			break
+		}
+	}
+	a.Credits = a.Balance(now)
+	return nil
+}
+
+// Credit returns n credits to the account as a grant that never expires;
+// id makes the credit idempotent. It is how unused leased credits go back.
+func (a *Account) Credit(id, source string, n int64, now time.Time, note string) bool {
+	return a.AddGrant(Grant{ID: id, Source: source, Amount: n, Remaining: n, GrantedAt: now}, now, note)
+}
+
+// AddGrant adds g unless a grant with its id is already held, recording the
+// grant in the ledger. A refund or dispute seen before the grant is applied
+// to it at once. It reports whether the grant was added.
+func (a *Account) AddGrant(g Grant, now time.Time, note string) bool {
+	for _, h := range a.Grants {
+		if h.ID == g.ID {
+			return false
+		}
+	}
+	a.Expire(now)
+	if g.GrantedAt.IsZero() {
+		g.GrantedAt = now
+	}
+	a.Grants = append(a.Grants, g)
+	a.record(Entry{ID: "grant-" + g.ID, Kind: EntryGrant, Source: g.Source, Credits: g.Amount,
+		GrantID: g.ID, At: g.GrantedAt, ExpiresAt: g.ExpiresAt, Note: note})
+	if g.Payment != "" {
+		a.applyReversal(g.Payment, now)
+	}
+	a.Credits = a.Balance(now)
+	return true
+}
+
+// Reverse records that money was refunded or disputed on a payment and takes
+// back, from the grant that payment bought, the same fraction of its credits
+// (no more than remain). refunded and disputed are cumulative amounts; a
+// figure lower than one already seen changes nothing. It returns the credits
+// taken back by this call.
+func (a *Account) Reverse(payment string, charged, refunded, disputed int64, now time.Time) int64 {
+	if payment == "" || charged <= 0 {
+		return 0
+	}
+	if a.Reversals == nil {
+		a.Reversals = map[string]Reversal{}
+	}
+	r := a.Reversals[payment]
+	r.Charged = max(r.Charged, charged)
+	r.Refunded = max(r.Refunded, refunded)
+	r.Disputed = max(r.Disputed, disputed)
+	a.Reversals[payment] = r
+	a.Expire(now)
+	taken := a.applyReversal(payment, now)
+	a.Credits = a.Balance(now)
+	return taken
+}
+
+func (a *Account) applyReversal(payment string, now time.Time) int64 {
+	r, ok := a.Reversals[payment]
+	if !ok || r.Charged <= 0 {
+		return 0
+	}
+	reversed := min(r.Refunded+r.Disputed, r.Charged)
+	var taken int64
+	for i := range a.Grants {
+		g := &a.Grants[i]
+		if g.Payment != payment {
+			continue
+		}
+		// ceil(amount * reversed / charged): a partial refund never leaves a
+		// fractional credit behind in the customer's favour.
+		target := (g.Amount*reversed + r.Charged - 1) / r.Charged
+		take := min(target-g.ClawedBack, g.Remaining)
+		if take <= 0 {
+			continue
+		}
+		g.Remaining -= take
+		g.ClawedBack += take
+		taken += take
+		a.record(Entry{ID: fmt.Sprintf("clawback-%s-%d", g.ID, g.ClawedBack), Kind: EntryClawback, Source: g.Source,
+			Credits: -take, GrantID: g.ID, At: now, Note: reversalWords(r)})
+	}
+	return taken
+}
+
+func (a *Account) record(e Entry) { a.entries = append(a.entries, e) }
+
+func sortByExpiry(gs []Grant) {
+	sort.SliceStable(gs, func(i, j int) bool {
+		ei, ej := gs[i].ExpiresAt, gs[j].ExpiresAt
+		switch {
+		case ei.IsZero() != ej.IsZero():
+			return !ei.IsZero() // grants that expire come before those that never do
+		case !ei.Equal(ej):
+			return ei.Before(ej)
+		default:
+			return gs[i].GrantedAt.Before(gs[j].GrantedAt)
+		}
+	})
+}

@@ -1,0 +1,65 @@
+package billing
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Ledger entry kinds. Single debits are not entries: they are counted per
+// day as usage.
+const (
+	EntryGrant    = "grant"
+	EntryExpiry   = "expiry"
+	EntryClawback = "clawback"
+)
+
+// Entry is one line of an account's ledger. Its ID is derived from what it
+// records, so writing it twice writes one entry.
+type Entry struct {
+	ID        string    `firestore:"id" json:"id"`
+	Kind      string    `firestore:"kind" json:"kind"`
+	Source    string    `firestore:"source" json:"source"`
+	Credits   int64     `firestore:"credits" json:"credits"`
+	GrantID   string    `firestore:"grantId" json:"grantId"`
+	At        time.Time `firestore:"at" json:"at"`
+	ExpiresAt time.Time `firestore:"expiresAt,omitempty" json:"expiresAt,omitempty"`
+	Note      string    `firestore:"note" json:"note"`
+}
+
+// DayUsage is the credits spent on one UTC day.
+type DayUsage struct {
+	Date    string `json:"date"` // YYYY-MM-DD
+	Credits int64  `json:"credits"`
+}
+
+// Day is the usage key of t: its UTC date.
+func Day(t time.Time) string { return t.UTC().Format(time.DateOnly) }
+
+func sourceWords(source string) string {
+	switch source {
+	case SourceFree:
+		return "Free"
+	case SourceSubscription:
+		return "Subscription"
+	case SourceTopUp:
+		return "Top-up"
+	case "":
+		return "Other"
+	default:
+		return strings.ToUpper(source[:1]) + source[1:]
+	}
+}
+
+func reversalWords(r Reversal) string {
+	switch {
+	case r.Disputed > 0 && r.Refunded > 0:
+		return "Taken back: payment refunded and disputed"
+	case r.Disputed > 0:
+		return "Taken back: payment disputed"
+	case r.Refunded >= r.Charged:
+		return "Taken back: payment refunded"
+	default:
+		return fmt.Sprintf("Taken back: %d%% of the payment refunded", r.Refunded*100/r.Charged)
+	}
+}
