@@ -1,0 +1,232 @@
+#!/usr/bin/env node
+// The web app's end-to-end journey, in Debian's chromium driven by playwright-core:
+// sign up, see 50 credits, create a key, call the playground until 402,
+// subscribe to Basic through the stand-in's checkout page, see plan and credits
+// change, open billing, cancel back to Free, revoke the key and see the
+// playground refuse it. A screenshot of each state goes to E2E_SCREENSHOTS
+// (default web/e2e/screenshots).
+//
+// Env: E2E_BASE_URL (required: the origin serving the app and /api),
+//      CHROMIUM (default /usr/bin/chromium), E2E_SCREENSHOTS, E2E_HEADFUL=1.
+import { mkdir, mkdtemp, rm } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { chromium } from 'playwright-core'
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+const base = (process.env.E2E_BASE_URL || '').replace(/\/+$/, '')
+if (!base) {
+  console.error('journey: set E2E_BASE_URL to the origin that serves the app (e.g. the line "Paymeter running at ..." of make dev)')
+  process.exit(2)
+}
+const shots = path.resolve(process.env.E2E_SCREENSHOTS || path.join(here, 'screenshots'))
+const executablePath = process.env.CHROMIUM || '/usr/bin/chromium'
+const T = Number(process.env.E2E_STEP_TIMEOUT_MS || 20_000)
+
+const started = Date.now()
+const steps = []
+let shotN = 0
+const consoleErrors = []
+// Chromium logs every non-2xx fetch as a console error; these are the ones the
+// journey provokes on purpose (402/401 in the playground, the optional ledger's 404).
+const expectedNoise = /Failed to load resource: the server responded with a status of (401|402|404)/
+
+function expect(cond, what) {
+  if (!cond) throw new Error(`expected ${what}`)
+}
+
+async function main() {
+  await mkdir(shots, { recursive: true })
+  const profile = await mkdtemp(path.join(os.tmpdir(), 'paymeter-e2e-'))
+  // A fresh profile each run; playwright passes it as --user-data-dir.
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath,
+    headless: process.env.E2E_HEADFUL !== '1',
+    viewport: { width: 1100, height: 900 },
+    args: [
+      '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+      '--disable-sync', '--no-first-run', '--disable-quic',
+    ],
+  })
+  context.setDefaultTimeout(T)
+  const page = await context.newPage()
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !expectedNoise.test(m.text())) consoleErrors.push(`${page.url()}: ${m.text()}`)
+  })
+  page.on('pageerror', (e) => consoleErrors.push(`${page.url()}: uncaught ${e.message}`))
+
+  async function step(name, fn) {
+    const t0 = Date.now()
+    try {
+      await fn()
+    } catch (err) {
+      const file = path.join(shots, `FAILED-${name.replace(/\W+/g, '-')}.png`)
+      await page.screenshot({ path: file, fullPage: true }).catch(() => {})
+      console.error(`✗ ${name} (${Date.now() - t0} ms): ${err.message}\n  at ${page.url()}\n  screenshot: ${file}`)
+      throw err
+    }
+    steps.push([name, Date.now() - t0])
+    console.log(`✓ ${name} (${Date.now() - t0} ms)`)
+  }
+  async function shot(label) {
+    shotN++
+    await page.screenshot({ path: path.join(shots, `${String(shotN).padStart(2, '0')}-${label}.png`), fullPage: true })
+  }
+  const nav = (name) => page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name, exact: true }).click()
+  const creditsText = () => page.getByTestId('credits-total').innerText()
+
+  const email = `e2e-${Date.now()}-${Math.floor(Math.random() * 1e6)}@example.com`
+  const password = 'correct horse battery'
+  let secret = ''
+  let spent = 0
+
+  try {
+    await step('sign up', async () => {
+      await page.goto(`${base}/signup`)
+      await page.getByRole('heading', { level: 1, name: 'Create an account' }).waitFor()
+      await shot('sign-up')
+      await page.getByLabel('Email').fill(email)
+      await page.getByLabel('Password').fill(password)
+      await page.getByRole('button', { name: 'Create account' }).click()
+      await page.waitForURL(`${base}/dashboard`)
+    })
+
+    await step('see 50 credits', async () => {
+      await page.getByTestId('credits-total').filter({ hasText: '50 credits' }).waitFor()
+      expect((await page.getByTestId('plan-name').innerText()) === 'Free', 'plan Free')
+      await page.getByRole('heading', { name: 'Please verify your email' }).waitFor()
+      await page.locator('figure.chart svg').waitFor()
+      await shot('dashboard-new-user')
+    })
+
+    await step('create a key', async () => {
+      await nav('API keys')
+      await page.getByLabel('Key name').fill('e2e-journey')
+      await page.getByRole('button', { name: 'Create key' }).click()
+      const box = page.getByTestId('secret')
+      await box.waitFor()
+      secret = await box.inputValue()
+      expect(secret.length >= 16, 'a secret key to be shown')
+      await page.getByText('this is the only time it is shown').waitFor()
+      await page.getByRole('cell', { name: 'e2e-journey', exact: true }).waitFor()
+      await shot('key-created')
+    })
+
+    await step('call the playground until 402', async () => {
+      await nav('Playground')
+      await page.getByLabel('API key').fill(secret)
+      const result = page.getByTestId('pg-result')
+      const button = page.getByRole('button', { name: 'Call POST /api/meter' })
+      for (let i = 0; i < 200; i++) {
+        await button.click()
+        await page.waitForFunction((n) => document.body.innerText.includes(`Calls made here: ${n}`), i + 1)
+        const status = await result.getAttribute('data-status')
+        if (status === '402') break
+        expect(status === '200', `200 or 402, got ${status}: ${await result.innerText()}`)
+        spent++
+        if (spent === 1) await shot('playground-ok')
+      }
+      expect((await result.getAttribute('data-status')) === '402', 'a 402 after spending every credit')
+      expect(spent === 50, `50 successful calls before the 402, got ${spent}`)
+      await result.getByText('insufficient_credits').waitFor()
+      await page.getByRole('link', { name: /pricing page/ }).waitFor()
+      await shot('playground-402')
+    })
+
+    await step('subscribe to Basic through checkout', async () => {
+      await nav('Dashboard')
+      await page.getByTestId('credits-total').filter({ hasText: /^0 credits$/ }).waitFor()
+      await nav('Pricing')
+      const basic = page.locator('[data-plan="Basic"]')
+      await basic.getByRole('button', { name: /Subscribe monthly/ }).waitFor()
+      await page.locator('[data-plan="Free"]').getByText('Current plan').waitFor()
+      await shot('pricing-free')
+      await basic.getByRole('button', { name: /Subscribe monthly/ }).click()
+      await page.waitForURL(/\/dev\/checkout\//)
+      await shot('stand-in-checkout')
+      await page.getByRole('button', { name: /^Pay/ }).click()
+      await page.waitForURL(/\/checkout\/success/)
+      await shot('checkout-success-waiting')
+      await page.getByTestId('checkout-done').waitFor({ timeout: 60_000 })
+      await shot('checkout-success-done')
+    })
+
+    await step('see plan and credits change', async () => {
+      await page.getByRole('link', { name: 'Go to the dashboard' }).click()
+      await page.getByTestId('plan-name').filter({ hasText: /^Basic$/ }).waitFor()
+      await page.getByTestId('credits-total').filter({ hasText: '1,000 credits' }).waitFor()
+      await page.getByTestId('sub-status').filter({ hasText: 'Active' }).waitFor()
+      await shot('dashboard-basic')
+    })
+
+    await step('open billing', async () => {
+      await page.getByRole('button', { name: 'Manage billing' }).click()
+      await page.waitForURL((u) => !u.href.startsWith(`${base}/dashboard`))
+      await page.waitForLoadState('load')
+      await shot('billing-portal')
+      await page.goto(`${base}/dashboard`)
+      await page.getByTestId('plan-name').waitFor()
+    })
+
+    await step('cancel back to Free', async () => {
+      await nav('Pricing')
+      await page.locator('[data-plan="Basic"]').getByText('Current plan').waitFor()
+      await page.getByRole('button', { name: 'Switch to Free' }).click()
+      await page.getByRole('button', { name: 'Yes, switch to Free' }).click()
+      await page.getByTestId('pricing-note').waitFor()
+      await page.locator('[data-plan="Free"]').getByText('Current plan').waitFor()
+      await shot('pricing-back-to-free')
+      await nav('Dashboard')
+      await page.getByTestId('plan-name').filter({ hasText: /^Free$/ }).waitFor()
+      await page.getByTestId('sub-status').filter({ hasText: 'No subscription' }).waitFor()
+      await shot('dashboard-free-again')
+    })
+
+    await step('revoke the key and see the playground refuse it', async () => {
+      await nav('API keys')
+      await page.getByRole('button', { name: 'Revoke key e2e-journey' }).click()
+      await shot('revoke-confirm')
+      await page.getByRole('button', { name: 'Yes, revoke' }).click()
+      await page.getByText('was revoked').waitFor()
+      expect((await page.getByRole('cell', { name: 'e2e-journey', exact: true }).count()) === 0, 'the key gone from the list')
+      await nav('Playground')
+      await page.getByLabel('API key').fill(secret)
+      await page.getByRole('button', { name: 'Call POST /api/meter' }).click()
+      const result = page.getByTestId('pg-result')
+      await result.locator('[data-status="401"]').or(result.and(page.locator('[data-status="401"]'))).waitFor()
+      await result.getByText('invalid_api_key').waitFor()
+      await shot('playground-refused')
+    })
+
+    await step('phone width and sign out', async () => {
+      await page.setViewportSize({ width: 390, height: 844 })
+      await nav('Dashboard')
+      await page.getByTestId('plan-name').waitFor()
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth)
+      expect(overflow <= 0, `no sideways scrolling at 390px (overflow ${overflow}px)`)
+      await shot('phone-dashboard')
+      await page.getByRole('button', { name: 'Sign out' }).click()
+      await page.waitForURL(`${base}/signin`)
+      await shot('phone-signed-out')
+    })
+
+    expect(consoleErrors.length === 0, `no console errors, got:\n  ${consoleErrors.join('\n  ')}`)
+  } finally {
+    await context.close()
+    await rm(profile, { recursive: true, force: true })
+  }
+}
+
+main().then(
+  () => {
+    const s = ((Date.now() - started) / 1000).toFixed(1)
+    console.log(`journey: ${steps.length} steps in ${s}s; screenshots in ${shots}`)
+    console.log(`${steps.length} passed, 0 failed`)
+  },
+  (err) => {
+    console.error(`journey failed: ${err.message}`)
+    console.log(`${steps.length} passed, 1 failed`)
+    process.exit(1)
+  },
+)

@@ -1,0 +1,179 @@
+// Formatting of what the app shows: credits, money, dates, grants, ledger
+// entries and subscription status, in plain words.
+
+const DEFAULT_LOCALE = 'en-GB'
+
+/** "1 credit", "1,000 credits". */
+export function formatCredits(n, locale = DEFAULT_LOCALE) {
+  const v = Number.isFinite(n) ? n : 0
+  return `${v.toLocaleString(locale)} ${Math.abs(v) === 1 ? 'credit' : 'credits'}`
+}
+
+/** Minor units to money: (500, 'gbp') -> "£5.00". */
+export function formatMoney(amount, currency, locale = DEFAULT_LOCALE) {
+  const cur = String(currency || '').toUpperCase()
+  try {
+    return new Intl.NumberFormat(locale, { style: 'currency', currency: cur }).format(amount / 100)
+  } catch {
+    return `${(amount / 100).toFixed(2)} ${cur}`.trim()
+  }
+}
+
+function toDate(value) {
+  if (value === null || value === undefined || value === '') return null
+  const d = value instanceof Date ? value : new Date(value)
+  return Number.isNaN(d.getTime()) ? null : d
+}
+
+/** "3 Dec 2026", or '' for no date. */
+export function formatDate(value, { locale = DEFAULT_LOCALE, timeZone } = {}) {
+  const d = toDate(value)
+  if (!d) return ''
+  return new Intl.DateTimeFormat(locale, { day: 'numeric', month: 'short', year: 'numeric', timeZone }).format(d)
+}
+
+/** "3 Dec 2026, 14:05", or '' for no date. */
+export function formatDateTime(value, { locale = DEFAULT_LOCALE, timeZone } = {}) {
+  const d = toDate(value)
+  if (!d) return ''
+  return new Intl.DateTimeFormat(locale, {
+    day: 'numeric', month: 'short', year: 'numeric', hour: '2-digit', minute: '2-digit', timeZone,
+  }).format(d)
+}
+
+/** "in 3 days", "2 hours ago", "just now". */
+export function formatRelative(value, now = new Date(), locale = DEFAULT_LOCALE) {
+  const d = toDate(value)
+  if (!d) return ''
+  const diff = d.getTime() - toDate(now).getTime()
+  const abs = Math.abs(diff)
+  if (abs < 60_000) return 'just now'
+  const rtf = new Intl.RelativeTimeFormat(locale, { numeric: 'auto' })
+  const units = [
+    ['day', 86_400_000],
+    ['hour', 3_600_000],
+    ['minute', 60_000],
+  ]
+  for (const [unit, ms] of units) {
+    if (abs >= ms) return rtf.format(Math.round(diff / ms), unit)
+  }
+  return 'just now'
+}
+
+const sourceNames = {
+  free: 'Free weekly allowance',
+  subscription: 'Subscription',
+  'top-up': 'One-off purchase',
+  topup: 'One-off purchase',
+  instant: 'One-off purchase',
+  adjustment: 'Adjustment',
+}
+
+/** A grant source in words: 'free' -> "Free weekly allowance". */
+export function sourceName(source) {
+  if (!source) return 'Credits'
+  return sourceNames[String(source).toLowerCase()] || String(source).replace(/[-_]/g, ' ').replace(/^./, (c) => c.toUpperCase())
+}
+
+/** One grant, e.g. {title: "Free weekly allowance", amount: "50 credits", expiry: "expire on 3 Dec 2026"}. */
+export function describeGrant(grant, opts = {}) {
+  const expires = toDate(grant?.expiresAt)
+  return {
+    title: sourceName(grant?.source),
+    amount: formatCredits(grant?.remaining ?? 0),
+    expiry: expires ? `expire on ${formatDate(expires, opts)}` : 'never expire',
+  }
+}
+
+/** Grants soonest-expiring first (the order credits are spent in); never-expiring last. */
+export function sortGrants(grants = []) {
+  const key = (g) => toDate(g?.expiresAt)?.getTime() ?? Number.POSITIVE_INFINITY
+  return [...grants].sort((a, b) => key(a) - key(b))
+}
+
+const statusWords = {
+  active: 'Active',
+  trialing: 'Trial',
+  past_due: 'Payment overdue',
+  unpaid: 'Unpaid',
+  canceled: 'Cancelled',
+  cancelled: 'Cancelled',
+  incomplete: 'Awaiting payment',
+  incomplete_expired: 'Payment expired',
+  paused: 'Paused',
+}
+
+/**
+ * The subscription in words: {label, detail, tone}. tone is 'ok', 'warn' or
+ * 'bad', for colour; the words carry the meaning on their own.
+ */
+export function describeSubscription(sub, opts = {}) {
+  if (!sub) return { label: 'No subscription', detail: '', tone: 'ok' }
+  const end = formatDate(sub.currentPeriodEnd, opts)
+  const status = String(sub.status || '').toLowerCase()
+  const label = statusWords[status] || status.replace(/_/g, ' ') || 'Unknown'
+  if (status === 'past_due' || status === 'unpaid') {
+    return {
+      label,
+      detail: `The last payment for ${sub.plan} failed. Update your card in Manage billing to keep your plan.`,
+      tone: 'bad',
+    }
+  }
+  if (sub.cancelAtPeriodEnd) {
+    return {
+      label: 'Cancelling',
+      detail: end ? `${sub.plan} ends on ${end} and will not renew.` : `${sub.plan} will not renew.`,
+      tone: 'warn',
+    }
+  }
+  if (status === 'active' || status === 'trialing') {
+    return { label, detail: end ? `${sub.plan} renews on ${end}.` : '', tone: 'ok' }
+  }
+  return { label, detail: end ? `Current period ends on ${end}.` : '', tone: 'warn' }
+}
+
+/**
+ * A ledger entry in plain words. The ledger endpoint is not yet in the
+ * contract, so this reads what it can: kind/type, amount, source, plan, at/createdAt.
+ */
+export function describeLedgerEntry(entry, opts = {}) {
+  const kind = String(entry?.kind || entry?.type || '').toLowerCase()
+  const amount = Math.abs(Number(entry?.amount ?? entry?.credits ?? 0))
+  const credits = formatCredits(amount)
+  const from = entry?.plan ? `${entry.plan} ${sourceName(entry?.source).toLowerCase()}` : sourceName(entry?.source).toLowerCase()
+  const when = formatDate(entry?.at || entry?.createdAt || entry?.time, opts)
+  let text
+  switch (kind) {
+    case 'grant':
+      text = `Received ${credits} (${from})`
+      break
+    case 'expiry':
+    case 'expire':
+    case 'expired':
+      text = `${credits} expired (${from})`
+      break
+    case 'refund':
+    case 'clawback':
+      text = `${credits} taken back after a refund (${from})`
+      break
+    case 'dispute':
+      text = `${credits} taken back after a payment dispute (${from})`
+      break
+    case 'debit':
+    case 'usage':
+      text = `Used ${credits}`
+      break
+    case 'adjustment':
+      text = `${Number(entry?.amount) < 0 ? 'Removed' : 'Added'} ${credits} (adjustment)`
+      break
+    default:
+      text = `${kind ? kind.replace(/_/g, ' ') : 'Change'}: ${Number(entry?.amount) < 0 ? '-' : ''}${credits}`
+  }
+  if (entry?.note) text += ` — ${entry.note}`
+  return { when, text, sign: ['grant'].includes(kind) || (kind === 'adjustment' && Number(entry?.amount) >= 0) ? '+' : '-' }
+}
+
+/** A key's prefix as shown in lists: "pm_abc123…". */
+export function keyLabel(prefix) {
+  return prefix ? `${prefix}…` : '(no prefix)'
+}
