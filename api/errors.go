@@ -1,0 +1,73 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/paymeter/paymeter/billing"
+)
+
+// statusOf maps each billing error code to its HTTP status; a code not
+// listed is internal.
+var statusOf = map[string]int{
+	billing.CodeBadRequest:          http.StatusBadRequest,
+	billing.CodeInvalidPlan:         http.StatusBadRequest,
+	billing.CodeInvalidSignature:    http.StatusBadRequest,
+	billing.CodeUnauthenticated:     http.StatusUnauthorized,
+	billing.CodeInvalidAPIKey:       http.StatusUnauthorized,
+	billing.CodeInsufficientCredits: http.StatusPaymentRequired,
+	billing.CodeForbidden:           http.StatusForbidden,
+	billing.CodeNotFound:            http.StatusNotFound,
+	billing.CodeMethodNotAllowed:    http.StatusMethodNotAllowed,
+	billing.CodeConflict:            http.StatusConflict,
+	billing.CodeAlreadySubscribed:   http.StatusConflict,
+	billing.CodeTooManyKeys:         http.StatusConflict,
+	billing.CodeTooLarge:            http.StatusRequestEntityTooLarge,
+	billing.CodeUnavailable:         http.StatusServiceUnavailable,
+	billing.CodeInternal:            http.StatusInternalServerError,
+}
+
+type errorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// WriteError answers with err in the contract's error shape. An internal
+// error is logged in full and answered with a generic message.
+func (s *Server) WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	code := billing.ErrorCode(err)
+	status, ok := statusOf[code]
+	if !ok {
+		code, status = billing.CodeInternal, http.StatusInternalServerError
+	}
+	var body errorBody
+	body.Error.Code = code
+	body.Error.Message = billing.ErrorMessage(err)
+	if status >= 500 {
+		s.Log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		if code == billing.CodeInternal {
+			body.Error.Message = "internal error"
+		}
+	}
+	writeJSON(w, status, body)
+}
+
+// WriteJSON answers status with v as JSON.
+func WriteJSON(w http.ResponseWriter, status int, v any) { writeJSON(w, status, v) }
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+var errNoRoute = &billing.Error{Code: billing.CodeNotFound, Message: "no such route"}
+
+func isCode(err error, code string) bool {
+	var e *billing.Error
+	return errors.As(err, &e) && e.Code == code
+}

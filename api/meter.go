@@ -1,0 +1,75 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/paymeter/paymeter/billing"
+)
+
+// meter debits the caller's account by the operator's cost of the route.
+func (s *Server) meter(w http.ResponseWriter, r *http.Request) {
+	cost, ok := s.costOf(r.URL.Path)
+	if !ok {
+		s.WriteError(w, r, errNoRoute)
+		return
+	}
+	key, err := apiKey(r)
+	if err != nil {
+		s.WriteError(w, r, err)
+		return
+	}
+	if !billing.WellFormedKey(key) {
+		s.WriteError(w, r, billing.ErrInvalidAPIKey)
+		return
+	}
+	remaining, err := s.Meter.DebitKey(r.Context(), billing.HashKey(key), cost, s.Clock.Now())
+	if err != nil {
+		s.WriteError(w, r, err)
+		return
+	}
+	w.Header().Set("X-Credits-Remaining", strconv.FormatInt(remaining, 10))
+	writeJSON(w, http.StatusOK, map[string]int64{"credits": remaining})
+}
+
+// costOf is the operator's cost of a metered path. The function's own URL
+// ("/") costs what /api/meter costs.
+func (s *Server) costOf(path string) (int64, bool) {
+	if path == "/" || path == "" {
+		path = "/api/meter"
+	}
+	cost, ok := s.Config.MeterCosts[path]
+	return cost, ok
+}
+
+var errNoKey = &billing.Error{Code: billing.CodeInvalidAPIKey,
+	Message: "pass an API key as Authorization: Bearer <key>, X-API-Key: <key> or a JSON body {\"key\":\"<key>\"}"}
+
+// apiKey finds the key in the Authorization or X-API-Key header or, for the
+// original quickstart's clients, a JSON body {"key": "..."}. A body that is
+// present must be a JSON object.
+func apiKey(r *http.Request) (string, error) {
+	body, err := readBody(r)
+	if err != nil {
+		return "", err
+	}
+	var in struct {
+		Key *string `json:"key"`
+	}
+	if strings.TrimSpace(string(body)) != "" {
+		if err := decodeJSON(body, &in, false); err != nil {
+			return "", err
+		}
+	}
+	if k, ok := bearer(r); ok {
+		return k, nil
+	}
+	if k := strings.TrimSpace(r.Header.Get("X-API-Key")); k != "" {
+		return k, nil
+	}
+	if in.Key != nil && *in.Key != "" {
+		return *in.Key, nil
+	}
+	return "", errNoKey
+}

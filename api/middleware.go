@@ -1,0 +1,207 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/paymeter/paymeter/billing"
+)
+
+// methods maps HTTP methods to the handler of one path.
+type methods map[string]http.HandlerFunc
+
+// router is a path table on the standard mux whose unknown routes and wrong
+// methods answer in the contract's error shape.
+type router struct {
+	s     *Server
+	mux   *http.ServeMux
+	paths []string
+}
+
+func newRouter(s *Server) *router {
+	rt := &router{s: s, mux: http.NewServeMux()}
+	rt.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.WriteError(w, r, errNoRoute) })
+	return rt
+}
+
+func (rt *router) handle(path string, m methods) {
+	rt.paths = append(rt.paths, path)
+	rt.mux.HandleFunc(path, rt.s.dispatch(m))
+}
+
+func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) { rt.mux.ServeHTTP(w, r) }
+
+func (s *Server) dispatch(m methods) http.HandlerFunc {
+	allowed := make([]string, 0, len(m))
+	for k := range m {
+		allowed = append(allowed, k)
+	}
+	sort.Strings(allowed)
+	return func(w http.ResponseWriter, r *http.Request) {
+		h, ok := m[r.Method]
+		if !ok && r.Method == http.MethodHead {
+			h, ok = m[http.MethodGet]
+		}
+		if !ok {
+			w.Header().Set("Allow", strings.Join(allowed, ", "))
+			s.WriteError(w, r, billing.Errorf(billing.CodeMethodNotAllowed, "use %s", strings.Join(allowed, " or ")))
+			return
+		}
+		h(w, r)
+	}
+}
+
+// only serves h for one method on any path.
+func only(method string, h http.HandlerFunc) http.Handler {
+	return methodOnly{method, h}
+}
+
+type methodOnly struct {
+	method string
+	h      http.HandlerFunc
+}
+
+func (m methodOnly) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != m.method {
+		w.Header().Set("Allow", m.method)
+		body := errorBody{}
+		body.Error.Code = billing.CodeMethodNotAllowed
+		body.Error.Message = "use " + m.method
+		writeJSON(w, http.StatusMethodNotAllowed, body)
+		return
+	}
+	m.h(w, r)
+}
+
+// Wrap adds what every entry point shares: panic recovery, a request log
+// line, CORS for the configured origins and the request body cap.
+func (s *Server) Wrap(h http.Handler) http.Handler { return s.wrap(h) }
+
+func (s *Server) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		defer func() {
+			if p := recover(); p != nil {
+				s.WriteError(rec, r, fmt.Errorf("panic: %v", p))
+			}
+			s.Log.InfoContext(r.Context(), "request", "method", r.Method, "path", r.URL.Path,
+				"status", rec.status, "ms", time.Since(start).Milliseconds())
+		}()
+		if !s.cors(rec, r) {
+			return
+		}
+		r.Body = http.MaxBytesReader(rec, r.Body, s.Config.MaxBodyBytes)
+		h.ServeHTTP(rec, r)
+	})
+}
+
+// cors sets the CORS headers for an allowed origin and answers preflight
+// requests. It reports whether the request still needs handling.
+func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	allowed := origin != "" && slices.Contains(s.Config.CORSOrigins, origin)
+	if allowed {
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", origin)
+		h.Add("Vary", "Origin")
+		h.Set("Access-Control-Expose-Headers", "X-Credits-Remaining")
+	}
+	if r.Method != http.MethodOptions || r.Header.Get("Access-Control-Request-Method") == "" {
+		return true
+	}
+	if allowed {
+		h := w.Header()
+		h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE")
+		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, X-API-Key")
+		h.Set("Access-Control-Max-Age", "3600")
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return false
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+// readBody reads the (capped) request body, refusing an oversized or
+// non-UTF-8 one.
+func readBody(r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(r.Body)
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return nil, billing.Errorf(billing.CodeTooLarge, "the request body is over %d bytes", tooBig.Limit)
+	}
+	if err != nil {
+		return nil, billing.Errorf(billing.CodeBadRequest, "the request body could not be read")
+	}
+	if !utf8.Valid(b) {
+		return nil, billing.Errorf(billing.CodeBadRequest, "the request body is not UTF-8")
+	}
+	return b, nil
+}
+
+// decode reads one JSON object into v, refusing unknown fields, trailing
+// data and the problems readBody refuses. An empty body is allowed when
+// optional is true and leaves v unchanged.
+func decode(r *http.Request, v any, optional bool) error {
+	b, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		if optional {
+			return nil
+		}
+		return billing.Errorf(billing.CodeBadRequest, "send a JSON object")
+	}
+	return decodeJSON(b, v, true)
+}
+
+// decodeJSON decodes one JSON value into v; strict refuses unknown fields.
+func decodeJSON(b []byte, v any, strict bool) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if strict {
+		dec.DisallowUnknownFields()
+	}
+	if err := dec.Decode(v); err != nil {
+		return billing.Errorf(billing.CodeBadRequest, "malformed JSON: %s", jsonProblem(err))
+	}
+	if dec.More() {
+		return billing.Errorf(billing.CodeBadRequest, "malformed JSON: data after the object")
+	}
+	return nil
+}
+
+// jsonProblem says what is wrong with a body without echoing the body.
+func jsonProblem(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return fmt.Sprintf("syntax error at byte %d", syn.Offset)
+	case errors.As(err, &typ):
+		return fmt.Sprintf("field %q must be %s", typ.Field, typ.Type)
+	case strings.HasPrefix(err.Error(), "json: unknown field"):
+		return strings.TrimPrefix(err.Error(), "json: ")
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return "unexpected end of input"
+	default:
+		return "not a JSON object of the expected shape"
+	}
+}

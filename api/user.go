@@ -1,0 +1,233 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/paymeter/paymeter/billing"
+)
+
+// authedHandler is a handler for a signed-in user whose account exists.
+type authedHandler func(w http.ResponseWriter, r *http.Request, a *billing.Account)
+
+// signedIn verifies the Firebase ID token of the request and loads the
+// caller's account, provisioning it on the first call.
+func (s *Server) signedIn(h authedHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		token, ok := bearer(r)
+		if !ok {
+			s.WriteError(w, r, billing.ErrUnauthenticated)
+			return
+		}
+		id, err := s.Auth.Verify(r.Context(), token)
+		if err != nil {
+			s.WriteError(w, r, err)
+			return
+		}
+		a, err := s.accountOf(r.Context(), id)
+		if err != nil {
+			s.WriteError(w, r, err)
+			return
+		}
+		h(w, r, a)
+	}
+}
+
+// accountOf returns the account of id, creating it (and scheduling its next
+// Free grant) on the first call.
+func (s *Server) accountOf(ctx context.Context, id billing.Identity) (*billing.Account, error) {
+	a, err := s.Accounts.Account(ctx, id.UID)
+	if err == nil || !errors.Is(err, billing.ErrNotFound) {
+		return a, err
+	}
+	a, created, err := s.Accounts.Provision(ctx, id, s.Clock.Now())
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		s.Log.InfoContext(ctx, "account created", "uid", id.UID)
+		if t, ok := a.NextGrant(); ok {
+			// A failure here leaves the chain to the daily reconcile sweep,
+			// which re-enqueues overdue accounts; the user is not kept waiting.
+			if err := s.Scheduler.ScheduleGrant(ctx, t); err != nil {
+				s.Log.ErrorContext(ctx, "schedule first Free grant", "uid", id.UID, "err", err)
+			}
+		}
+	}
+	return a, nil
+}
+
+// bearer returns the token of an "Authorization: Bearer" header.
+func bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	scheme, token, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.TrimSpace(token)
+	return token, token != ""
+}
+
+func (s *Server) plans(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	writeJSON(w, http.StatusOK, s.Catalog)
+}
+
+type userJSON struct {
+	UID          string            `json:"uid"`
+	Email        string            `json:"email"`
+	Plan         string            `json:"plan"`
+	Credits      int64             `json:"credits"`
+	Subscription *subscriptionJSON `json:"subscription"`
+	NextGrantAt  *time.Time        `json:"nextGrantAt"`
+	Grants       []grantJSON       `json:"grants"`
+}
+
+type subscriptionJSON struct {
+	Plan              string    `json:"plan"`
+	Status            string    `json:"status"`
+	CurrentPeriodEnd  time.Time `json:"currentPeriodEnd"`
+	CancelAtPeriodEnd bool      `json:"cancelAtPeriodEnd"`
+}
+
+type grantJSON struct {
+	Source    string     `json:"source"`
+	Amount    int64      `json:"amount"`
+	Remaining int64      `json:"remaining"`
+	GrantedAt time.Time  `json:"grantedAt"`
+	ExpiresAt *time.Time `json:"expiresAt"`
+}
+
+// UserJSON is the contract's "user" object for a at now.
+func UserJSON(a *billing.Account, now time.Time) any { return toUserJSON(a, now) }
+
+func toUserJSON(a *billing.Account, now time.Time) userJSON {
+	u := userJSON{UID: a.UID, Email: a.Email, Plan: a.Plan, Credits: a.Balance(now),
+		NextGrantAt: timeOrNil(a.NextGrantAt), Grants: []grantJSON{}}
+	if sub := a.Subscription; sub != nil {
+		u.Subscription = &subscriptionJSON{Plan: sub.Plan, Status: sub.Status,
+			CurrentPeriodEnd: sub.CurrentPeriodEnd.UTC(), CancelAtPeriodEnd: sub.CancelAtPeriodEnd}
+	}
+	for _, g := range a.LiveGrants(now) {
+		u.Grants = append(u.Grants, grantJSON{Source: g.Source, Amount: g.Amount, Remaining: g.Remaining,
+			GrantedAt: g.GrantedAt.UTC(), ExpiresAt: timeOrNil(g.ExpiresAt)})
+	}
+	return u
+}
+
+func timeOrNil(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
+}
+
+func (s *Server) user(w http.ResponseWriter, r *http.Request, a *billing.Account) {
+	writeJSON(w, http.StatusOK, map[string]any{"user": toUserJSON(a, s.Clock.Now())})
+}
+
+type keyJSON struct {
+	ID         string     `json:"id"`
+	Name       string     `json:"name"`
+	Prefix     string     `json:"prefix"`
+	CreatedAt  time.Time  `json:"createdAt"`
+	LastUsedAt *time.Time `json:"lastUsedAt"`
+}
+
+func (s *Server) listKeys(w http.ResponseWriter, r *http.Request, a *billing.Account) {
+	keys, err := s.Keys.Keys(r.Context(), a.UID)
+	if err != nil {
+		s.WriteError(w, r, err)
+		return
+	}
+	out := make([]keyJSON, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, keyJSON{ID: k.ID, Name: k.Name, Prefix: k.Prefix, CreatedAt: k.CreatedAt.UTC(), LastUsedAt: timeOrNil(k.LastUsedAt)})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"keys": out})
+}
+
+func (s *Server) createKey(w http.ResponseWriter, r *http.Request, a *billing.Account) {
+	var in struct {
+		Name string `json:"name"`
+	}
+	if err := decode(r, &in, false); err != nil {
+		s.WriteError(w, r, err)
+		return
+	}
+	secret, key, hash, err := billing.NewAPIKey(s.Random, a.UID, in.Name, s.Clock.Now())
+	if err != nil {
+		s.WriteError(w, r, err)
+		return
+	}
+	if err := s.Keys.CreateKey(r.Context(), hash, key); err != nil {
+		s.WriteError(w, r, err)
+		return
+	}
+	s.Log.InfoContext(r.Context(), "api key created", "uid", a.UID, "key", key.ID, "prefix", key.Prefix)
+	writeJSON(w, http.StatusCreated, map[string]any{"id": key.ID, "name": key.Name, "prefix": key.Prefix,
+		"key": secret, "createdAt": key.CreatedAt.UTC()})
+}
+
+func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request, a *billing.Account) {
+	id := r.PathValue("id")
+	if err := s.Keys.RevokeKey(r.Context(), a.UID, id); err != nil {
+		if errors.Is(err, billing.ErrNotFound) {
+			err = billing.Errorf(billing.CodeNotFound, "you have no key with that id")
+		}
+		s.WriteError(w, r, err)
+		return
+	}
+	s.Log.InfoContext(r.Context(), "api key revoked", "uid", a.UID, "key", id)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) usage(w http.ResponseWriter, r *http.Request, a *billing.Account) {
+	days, err := intParam(r, "days", 30, 1, 366)
+	if err != nil {
+		s.WriteError(w, r, err)
+		return
+	}
+	now := s.Clock.Now()
+	out, err := s.History.Usage(r.Context(), a.UID, now.AddDate(0, 0, -(days-1)), now)
+	if err != nil {
+		s.WriteError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"days": out})
+}
+
+func (s *Server) ledger(w http.ResponseWriter, r *http.Request, a *billing.Account) {
+	limit, err := intParam(r, "limit", 50, 1, 500)
+	if err != nil {
+		s.WriteError(w, r, err)
+		return
+	}
+	entries, err := s.History.Ledger(r.Context(), a.UID, limit)
+	if err != nil {
+		s.WriteError(w, r, err)
+		return
+	}
+	if entries == nil {
+		entries = []billing.Entry{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"entries": entries})
+}
+
+// intParam reads an integer query parameter within [lo, hi].
+func intParam(r *http.Request, name string, def, lo, hi int) (int, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, billing.Errorf(billing.CodeBadRequest, "%s must be a whole number from %d to %d", name, lo, hi)
+	}
+	return n, nil
+}

@@ -1,0 +1,103 @@
+// Package config reads Paymeter's settings from the environment once, at
+// start-up, into one validated struct. Nothing below it calls os.Getenv.
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// DevWebhookSecret signs the offline Stripe stand-in's events when no
+// STRIPE_WEBHOOK_SECRET is set. It is public on purpose: it only ever guards
+// a local dev server.
+const DevWebhookSecret = "whsec_paymeter_local_development_only"
+
+// Config is every setting, with the environment variable that sets it.
+type Config struct {
+	ProjectID           string           // GOOGLE_CLOUD_PROJECT (default demo-paymeter)
+	PublicURL           string           // PUBLIC_URL: the site origin, for checkout return URLs (default http://localhost:PORT)
+	CORSOrigins         []string         // CORS_ORIGINS: comma-separated origins allowed cross-origin (default none: same origin only)
+	MeterCosts          map[string]int64 // METER_COSTS: "/api/meter=1,/api/search=5" (default /api/meter=1)
+	StripeSecretKey     string           // STRIPE_SECRET_KEY (none: the dev server uses the offline stand-in)
+	StripeWebhookSecret string           // STRIPE_WEBHOOK_SECRET (dev default DevWebhookSecret)
+	TasksQueue          string           // TASKS_QUEUE: projects/P/locations/L/queues/Q
+	TasksGrantURL       string           // TASKS_GRANT_URL: the TaskGrant function's URL
+	TasksServiceAccount string           // TASKS_SERVICE_ACCOUNT: the email Cloud Tasks signs OIDC tokens as
+	TasksAudience       string           // TASKS_AUDIENCE: the audience of those tokens (default TASKS_GRANT_URL)
+	TasksSecret         string           // TASKS_SECRET: local shared secret for task calls (dev only)
+	LogFormat           string           // LOG_FORMAT: json or text (default json; the dev server uses text)
+	Port                string           // PORT (default 8000)
+	MaxBodyBytes        int64            // MAX_BODY_BYTES: request body cap (default 65536)
+}
+
+// Load reads the configuration from getenv (os.Getenv in production) and
+// validates it. It returns an error naming the first bad setting.
+func Load(getenv func(string) string) (Config, error) {
+	get := func(k, def string) string {
+		if v := strings.TrimSpace(getenv(k)); v != "" {
+			return v
+		}
+		return def
+	}
+	c := Config{
+		ProjectID:           get("GOOGLE_CLOUD_PROJECT", "demo-paymeter"),
+		StripeSecretKey:     get("STRIPE_SECRET_KEY", ""),
+		StripeWebhookSecret: get("STRIPE_WEBHOOK_SECRET", ""),
+		TasksQueue:          get("TASKS_QUEUE", ""),
+		TasksGrantURL:       get("TASKS_GRANT_URL", ""),
+		TasksServiceAccount: get("TASKS_SERVICE_ACCOUNT", ""),
+		TasksSecret:         get("TASKS_SECRET", ""),
+		LogFormat:           get("LOG_FORMAT", "json"),
+		Port:                get("PORT", "8000"),
+	}
+	c.TasksAudience = get("TASKS_AUDIENCE", c.TasksGrantURL)
+	c.PublicURL = strings.TrimRight(get("PUBLIC_URL", "http://localhost:"+c.Port), "/")
+	if u, err := url.Parse(c.PublicURL); err != nil || u.Scheme == "" || u.Host == "" {
+		return Config{}, fmt.Errorf("PUBLIC_URL %q is not an absolute URL", c.PublicURL)
+	}
+	for _, o := range strings.Split(get("CORS_ORIGINS", ""), ",") {
+		if o = strings.TrimRight(strings.TrimSpace(o), "/"); o == "" {
+			continue
+		}
+		if o == "*" {
+			return Config{}, fmt.Errorf("CORS_ORIGINS: list origins, not *")
+		}
+		c.CORSOrigins = append(c.CORSOrigins, o)
+	}
+	costs, err := parseCosts(get("METER_COSTS", "/api/meter=1"))
+	if err != nil {
+		return Config{}, err
+	}
+	c.MeterCosts = costs
+	n, err := strconv.ParseInt(get("MAX_BODY_BYTES", "65536"), 10, 64)
+	if err != nil || n < 1024 {
+		return Config{}, fmt.Errorf("MAX_BODY_BYTES must be an integer of at least 1024")
+	}
+	c.MaxBodyBytes = n
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		return Config{}, fmt.Errorf("LOG_FORMAT must be json or text")
+	}
+	return c, nil
+}
+
+func parseCosts(s string) (map[string]int64, error) {
+	costs := map[string]int64{}
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		route, cost, ok := strings.Cut(part, "=")
+		n, err := strconv.ParseInt(strings.TrimSpace(cost), 10, 64)
+		route = strings.TrimSpace(route)
+		if !ok || err != nil || n < 1 || n > 1_000_000 || !strings.HasPrefix(route, "/") {
+			return nil, fmt.Errorf("METER_COSTS: %q is not /route=cost with a cost from 1 to 1000000", part)
+		}
+		costs[route] = n
+	}
+	if len(costs) == 0 {
+		return nil, fmt.Errorf("METER_COSTS names no route")
+	}
+	return costs, nil
+}

@@ -1,0 +1,433 @@
+// Package store keeps Paymeter's accounts, ledgers, usage, API keys and
+// processed billing events in Firestore. Every change to credits happens in
+// a Firestore transaction that re-reads the account, applies a billing rule
+// to it and writes it back with its ledger entries, so concurrent requests
+// never overdraw and a retried request never applies twice.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/paymeter/paymeter/billing"
+)
+
+// Collection names.
+const (
+	accountsCol = "accounts"
+	ledgerCol   = "ledger"
+	usageCol    = "usage"
+	keysCol     = "apiKeys"
+	eventsCol   = "stripeEvents"
+	plansCol    = "plans"
+)
+
+// eventRetention is how long a processed event id is kept (a TTL policy on
+// expireAt deletes it); Stripe retries a delivery for up to three days.
+const eventRetention = 30 * 24 * time.Hour
+
+// keyTouchInterval bounds how often a key's lastUsedAt is written.
+const keyTouchInterval = time.Minute
+
+// Store is the Firestore adapter. It is safe for concurrent use.
+type Store struct {
+	fs   *firestore.Client
+	free billing.Plan
+}
+
+var (
+	_ billing.Accounts = (*Store)(nil)
+	_ billing.History  = (*Store)(nil)
+	_ billing.KeyStore = (*Store)(nil)
+	_ billing.Meter    = (*Store)(nil)
+	_ billing.Events   = (*Store)(nil)
+)
+
+// New returns a Store on client; free is the plan new accounts start on.
+func New(client *firestore.Client, free billing.Plan) *Store {
+	return &Store{fs: client, free: free}
+}
+
+func (s *Store) account(uid string) *firestore.DocumentRef {
+	return s.fs.Collection(accountsCol).Doc(uid)
+}
+
+// Account returns the account of uid, or billing.ErrNotFound.
+func (s *Store) Account(ctx context.Context, uid string) (*billing.Account, error) {
+	if uid == "" {
+		return nil, billing.ErrNotFound
+	}
+	snap, err := s.account(uid).Get(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("get account %s: %w", uid, notFound(err))
+	}
+	return decodeAccount(snap)
+}
+
+// Provision returns the account of id.UID, creating it if absent. Concurrent
+// first calls create it once: the losers' transactions retry and find it.
+func (s *Store) Provision(ctx context.Context, id billing.Identity, now time.Time) (*billing.Account, bool, error) {
+	var out *billing.Account
+	var created bool
+	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		created = false
+		snap, err := tx.Get(s.account(id.UID))
+		if err == nil {
+			out, err = decodeAccount(snap)
+			return err
+		}
+		if status.Code(err) != codes.NotFound {
+			return err
+		}
+		a := billing.NewAccount(id.UID, id.Email, s.free, now)
+		if err := tx.Create(s.account(id.UID), a); err != nil {
+			return err
+		}
+		s.writeEntries(tx, a)
+		out, created = a, true
+		return nil
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("provision %s: %w", id.UID, err)
+	}
+	return out, created, nil
+}
+
+// UpdateAccount applies fn to the account of uid in a transaction.
+func (s *Store) UpdateAccount(ctx context.Context, uid string, fn func(*billing.Account) error) (*billing.Account, error) {
+	var out *billing.Account
+	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		a, err := s.getAccount(tx, uid)
+		if err != nil {
+			return err
+		}
+		if err := fn(a); err != nil {
+			return err
+		}
+		s.putAccount(tx, a)
+		out = a
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("update account %s: %w", uid, err)
+	}
+	return out, nil
+}
+
+// ApplyEvent runs fn on the account of uid and records eventID in the same
+// transaction, unless eventID was recorded before.
+func (s *Store) ApplyEvent(ctx context.Context, eventID, uid string, fn func(*billing.Account) error) (bool, error) {
+	ev := s.fs.Collection(eventsCol).Doc(eventID)
+	var applied bool
+	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		applied = false
+		if _, err := tx.Get(ev); err == nil {
+			return nil
+		} else if status.Code(err) != codes.NotFound {
+			return err
+		}
+		a, err := s.getAccount(tx, uid)
+		if err != nil {
+			return err
+		}
+		if err := fn(a); err != nil {
+			return err
+		}
+		s.putAccount(tx, a)
+		now := time.Now()
+		if err := tx.Create(ev, map[string]any{"uid": uid, "appliedAt": now, "expireAt": now.Add(eventRetention)}); err != nil {
+			return err
+		}
+		applied = true
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("apply event %s to %s: %w", eventID, uid, err)
+	}
+	return applied, nil
+}
+
+// AccountByCustomer finds the account linked to a payment customer id.
+func (s *Store) AccountByCustomer(ctx context.Context, customerID string) (*billing.Account, error) {
+	if customerID == "" {
+		return nil, billing.ErrNotFound
+	}
+	snaps, err := s.fs.Collection(accountsCol).Where("customerId", "==", customerID).Limit(1).Documents(ctx).GetAll()
+	if err != nil {
+		return nil, fmt.Errorf("find customer %s: %w", customerID, err)
+	}
+	if len(snaps) == 0 {
+		return nil, billing.ErrNotFound
+	}
+	return decodeAccount(snaps[0])
+}
+
+// Overdue lists Free accounts whose next grant was due before before, as
+// the tasks that continue their chains, ordered by due time then uid. It
+// returns at most pageSize tasks and the cursor of the next page, "" at the
+// end. It needs the composite index (plan, nextGrantAt) declared in
+// firestore.indexes.json.
+func (s *Store) Overdue(ctx context.Context, before time.Time, pageSize int, after string) ([]billing.GrantTask, string, error) {
+	q := s.fs.Collection(accountsCol).Where("plan", "==", billing.PlanFree).Where("nextGrantAt", "<", before).
+		OrderBy("nextGrantAt", firestore.Asc).OrderBy(firestore.DocumentID, firestore.Asc).Limit(pageSize)
+	if after != "" {
+		at, uid, err := parseCursor(after)
+		if err != nil {
+			return nil, "", billing.Errorf(billing.CodeBadRequest, "bad cursor")
+		}
+		q = q.StartAfter(at, uid)
+	}
+	snaps, err := q.Documents(ctx).GetAll()
+	if err != nil {
+		return nil, "", fmt.Errorf("list overdue: %w", err)
+	}
+	var out []billing.GrantTask
+	for _, snap := range snaps {
+		a, err := decodeAccount(snap)
+		if err != nil {
+			return nil, "", err
+		}
+		if t, ok := a.NextGrant(); ok {
+			out = append(out, t)
+		}
+	}
+	next := ""
+	if len(snaps) == pageSize {
+		last := snaps[len(snaps)-1]
+		at, _ := last.DataAt("nextGrantAt")
+		ts, _ := at.(time.Time)
+		next = ts.UTC().Format(time.RFC3339Nano) + "|" + last.Ref.ID
+	}
+	return out, next, nil
+}
+
+func parseCursor(c string) (time.Time, string, error) {
+	ts, uid, ok := strings.Cut(c, "|")
+	if !ok {
+		return time.Time{}, "", errors.New("no separator")
+	}
+	at, err := time.Parse(time.RFC3339Nano, ts)
+	return at, uid, err
+}
+
+// Ledger returns the newest limit entries of uid's ledger, newest first.
+func (s *Store) Ledger(ctx context.Context, uid string, limit int) ([]billing.Entry, error) {
+	snaps, err := s.account(uid).Collection(ledgerCol).OrderBy("at", firestore.Desc).Limit(limit).Documents(ctx).GetAll()
+	if err != nil {
+		return nil, fmt.Errorf("ledger %s: %w", uid, err)
+	}
+	out := make([]billing.Entry, 0, len(snaps))
+	for _, snap := range snaps {
+		var e billing.Entry
+		if err := snap.DataTo(&e); err != nil {
+			return nil, fmt.Errorf("decode ledger entry %s: %w", snap.Ref.ID, err)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// Usage returns the credits spent per UTC day from from to to, inclusive,
+// with a zero for each day without use.
+func (s *Store) Usage(ctx context.Context, uid string, from, to time.Time) ([]billing.DayUsage, error) {
+	from, to = from.UTC(), to.UTC()
+	counts := map[string]int64{}
+	for m := monthStart(from); !m.After(to); m = m.AddDate(0, 1, 0) {
+		snap, err := s.account(uid).Collection(usageCol).Doc(m.Format("2006-01")).Get(ctx)
+		if status.Code(err) == codes.NotFound {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("usage %s: %w", uid, err)
+		}
+		var doc struct {
+			Days map[string]int64 `firestore:"days"`
+		}
+		if err := snap.DataTo(&doc); err != nil {
+			return nil, fmt.Errorf("decode usage %s: %w", snap.Ref.ID, err)
+		}
+		for d, n := range doc.Days {
+			counts[m.Format("2006-01-")+d] = n
+		}
+	}
+	var out []billing.DayUsage
+	for d := dayStart(from); !d.After(to); d = d.AddDate(0, 0, 1) {
+		out = append(out, billing.DayUsage{Date: billing.Day(d), Credits: counts[billing.Day(d)]})
+	}
+	return out, nil
+}
+
+func monthStart(t time.Time) time.Time { return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC) }
+func dayStart(t time.Time) time.Time {
+	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+}
+
+// DebitKey debits cost credits from the account that owns the key hashed as
+// hash: one key read and one transaction on the account.
+func (s *Store) DebitKey(ctx context.Context, hash string, cost int64, now time.Time) (int64, error) {
+	keyRef := s.fs.Collection(keysCol).Doc(hash)
+	snap, err := keyRef.Get(ctx)
+	if status.Code(err) == codes.NotFound {
+		return 0, billing.ErrInvalidAPIKey
+	}
+	if err != nil {
+		return 0, fmt.Errorf("get key: %w", err)
+	}
+	var key billing.APIKey
+	if err := snap.DataTo(&key); err != nil {
+		return 0, fmt.Errorf("decode key: %w", err)
+	}
+	if key.Revoked {
+		return 0, billing.ErrInvalidAPIKey
+	}
+	var remaining int64
+	err = s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		a, err := s.getAccount(tx, key.UID)
+		if err != nil {
+			return err
+		}
+		if err := a.Debit(cost, now); err != nil {
+			return err
+		}
+		s.putAccount(tx, a)
+		day := now.UTC()
+		usage := s.account(key.UID).Collection(usageCol).Doc(day.Format("2006-01"))
+		if err := tx.Set(usage, map[string]any{"days": map[string]any{strconv.Itoa(day.Day()): firestore.Increment(cost)}}, firestore.MergeAll); err != nil {
+			return err
+		}
+		if now.Sub(key.LastUsedAt) > keyTouchInterval {
+			if err := tx.Update(keyRef, []firestore.Update{{Path: "lastUsedAt", Value: now}}); err != nil {
+				return err
+			}
+		}
+		remaining = a.Balance(now)
+		return nil
+	}, firestore.MaxAttempts(debitAttempts))
+	if err != nil {
+		if errors.Is(err, billing.ErrNotFound) {
+			return 0, billing.ErrInvalidAPIKey // the owner is gone
+		}
+		return 0, fmt.Errorf("debit %s: %w", key.UID, err)
+	}
+	return remaining, nil
+}
+
+// debitAttempts is how often a contended debit transaction is retried
+// before the call fails as unavailable; a hot key retries more than the
+// SDK's default of five.
+const debitAttempts = 20
+
+// CreateKey stores key under hash unless its owner already holds
+// billing.MaxKeys unrevoked keys.
+func (s *Store) CreateKey(ctx context.Context, hash string, key billing.APIKey) error {
+	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		held, err := tx.Documents(s.keysOf(key.UID)).GetAll()
+		if err != nil {
+			return err
+		}
+		if len(held) >= billing.MaxKeys {
+			return billing.ErrTooManyKeys
+		}
+		return tx.Create(s.fs.Collection(keysCol).Doc(hash), key)
+	})
+	if err != nil {
+		return fmt.Errorf("create key for %s: %w", key.UID, err)
+	}
+	return nil
+}
+
+func (s *Store) keysOf(uid string) firestore.Query {
+	return s.fs.Collection(keysCol).Where("uid", "==", uid).Where("revoked", "==", false)
+}
+
+// Keys lists uid's unrevoked keys, newest first.
+func (s *Store) Keys(ctx context.Context, uid string) ([]billing.APIKey, error) {
+	snaps, err := s.keysOf(uid).Documents(ctx).GetAll()
+	if err != nil {
+		return nil, fmt.Errorf("list keys of %s: %w", uid, err)
+	}
+	out := make([]billing.APIKey, 0, len(snaps))
+	for _, snap := range snaps {
+		var k billing.APIKey
+		if err := snap.DataTo(&k); err != nil {
+			return nil, fmt.Errorf("decode key: %w", err)
+		}
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.After(out[j].CreatedAt) })
+	return out, nil
+}
+
+// RevokeKey revokes uid's key id.
+func (s *Store) RevokeKey(ctx context.Context, uid, id string) error {
+	snaps, err := s.keysOf(uid).Where("id", "==", id).Limit(1).Documents(ctx).GetAll()
+	if err != nil {
+		return fmt.Errorf("find key %s: %w", id, err)
+	}
+	if len(snaps) == 0 {
+		return billing.ErrNotFound
+	}
+	if _, err := snaps[0].Ref.Update(ctx, []firestore.Update{{Path: "revoked", Value: true}}); err != nil {
+		return fmt.Errorf("revoke key %s: %w", id, err)
+	}
+	return nil
+}
+
+// SavePlans writes the catalog to plans/{name}, readable by everyone.
+func (s *Store) SavePlans(ctx context.Context, c billing.Catalog) error {
+	bw := s.fs.BulkWriter(ctx)
+	for _, p := range c.Plans {
+		if _, err := bw.Set(s.fs.Collection(plansCol).Doc(p.Name), p); err != nil {
+			return fmt.Errorf("save plan %s: %w", p.Name, err)
+		}
+	}
+	bw.End()
+	return nil
+}
+
+func (s *Store) getAccount(tx *firestore.Transaction, uid string) (*billing.Account, error) {
+	if uid == "" {
+		return nil, billing.ErrNotFound
+	}
+	snap, err := tx.Get(s.account(uid))
+	if err != nil {
+		return nil, notFound(err)
+	}
+	return decodeAccount(snap)
+}
+
+func (s *Store) putAccount(tx *firestore.Transaction, a *billing.Account) {
+	// Set and Create only fail on encoding, which the account's types rule out.
+	_ = tx.Set(s.account(a.UID), a)
+	s.writeEntries(tx, a)
+}
+
+func (s *Store) writeEntries(tx *firestore.Transaction, a *billing.Account) {
+	for _, e := range a.Entries() {
+		_ = tx.Set(s.account(a.UID).Collection(ledgerCol).Doc(e.ID), e)
+	}
+}
+
+func decodeAccount(snap *firestore.DocumentSnapshot) (*billing.Account, error) {
+	var a billing.Account
+	if err := snap.DataTo(&a); err != nil {
+		return nil, fmt.Errorf("decode account %s: %w", snap.Ref.ID, err)
+	}
+	return &a, nil
+}
+
+func notFound(err error) error {
+	if status.Code(err) == codes.NotFound {
+		return billing.ErrNotFound
+	}
+	return err
+}
