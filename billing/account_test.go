@@ -12,7 +12,7 @@ import (
 )
 
 var (
-	at0   = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	at0  = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 	free = billing.DefaultCatalog().Free()
 )
 
@@ -78,8 +78,8 @@ func TestNewAccountHasOneWeekOfFreeCredits(t *testing.T) {
 }
 
 func TestDebitTakesFromTheGrantThatExpiresFirst(t *testing.T) {
-	a := billing.NewAccount("u1", "", free, at0)                                                                                                    // 50, expires at0+1w
-	a.AddGrant(billing.Grant{ID: "topup", Source: billing.SourceTopUp, Amount: 100, Remaining: 100}, at0, "")                                       // never expires
+	a := billing.NewAccount("u1", "", free, at0)                                                                                                     // 50, expires at0+1w
+	a.AddGrant(billing.Grant{ID: "topup", Source: billing.SourceTopUp, Amount: 100, Remaining: 100}, at0, "")                                        // never expires
 	a.AddGrant(billing.Grant{ID: "sub", Source: billing.SourceSubscription, Amount: 30, Remaining: 30, ExpiresAt: at0.Add(48 * time.Hour)}, at0, "") // expires first
 	if err := a.Debit(40, at0); err != nil {
 		t.Fatal(err)
