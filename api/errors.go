@@ -2,7 +2,6 @@ package api
 
 import (
 	"encoding/json"
-	"errors"
 	"net/http"
 
 	"github.com/paymeter/paymeter/billing"
@@ -66,8 +65,3 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 var errNoRoute = &billing.Error{Code: billing.CodeNotFound, Message: "no such route"}
-
-func isCode(err error, code string) bool {
-	var e *billing.Error
-	return errors.As(err, &e) && e.Code == code
-}

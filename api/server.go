@@ -62,3 +62,9 @@ func (s *Server) Functions() []Function {
 	}
 	return append(fns, s.billingFunctions()...)
 }
+
+// NotFound answers every request with the contract's 404, for the paths no
+// function serves.
+func (s *Server) NotFound() http.Handler {
+	return s.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.WriteError(w, r, errNoRoute) }))
+}
