@@ -219,7 +219,9 @@ func TestMeterTakesTheKeyThreeWaysAndStopsAtZero(t *testing.T) {
 	ways := []func() response{
 		func() response { return h.do("POST", "/api/meter", "", "Authorization", "Bearer "+key) },
 		func() response { return h.do("POST", "/api/meter", "", "X-API-Key", key) },
-		func() response { return h.do("POST", "/api/meter", `{"key":"`+key+`"}`, "Content-Type", "application/json") },
+		func() response {
+			return h.do("POST", "/api/meter", `{"key":"`+key+`"}`, "Content-Type", "application/json")
+		},
 	}
 	for i, call := range ways {
 		res := call()
