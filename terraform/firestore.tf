@@ -1,0 +1,71 @@
+locals {
+  firestore_rules_file = startswith(var.firestore_rules_file, "/") ? var.firestore_rules_file : "${path.module}/${var.firestore_rules_file}"
+}
+
+resource "google_firestore_database" "main" {
+  project     = var.project_id
+  name        = "(default)"
+  location_id = coalesce(var.firestore_location, var.region)
+  type        = "FIRESTORE_NATIVE"
+
+  delete_protection_state = var.deletion_protection ? "DELETE_PROTECTION_ENABLED" : "DELETE_PROTECTION_DISABLED"
+  deletion_policy         = "DELETE"
+
+  depends_on = [google_project_service.enabled]
+}
+
+# The daily reconcile sweep: Free accounts whose next grant is due
+# (where plan == "free" and nextGrantAt <= now, ordered by nextGrantAt).
+resource "google_firestore_index" "accounts_due_grants" {
+  project    = var.project_id
+  database   = google_firestore_database.main.name
+  collection = "accounts"
+
+  fields {
+    field_path = "plan"
+    order      = "ASCENDING"
+  }
+
+  fields {
+    field_path = "nextGrantAt"
+    order      = "ASCENDING"
+  }
+}
+
+# Processed Stripe event ids only need to outlive Stripe's retries (3 days);
+# Firestore deletes each one after its expireAt. The field is not indexed:
+# nothing queries it, and an index on a timestamp written in order hotspots.
+resource "google_firestore_field" "stripe_events_ttl" {
+  project    = var.project_id
+  database   = google_firestore_database.main.name
+  collection = "stripeEvents"
+  field      = "expireAt"
+
+  ttl_config {}
+  index_config {}
+}
+
+# The rules in firestore.rules (the same file the emulator loads), released to
+# the database.
+resource "google_firebaserules_ruleset" "firestore" {
+  project = var.project_id
+
+  source {
+    files {
+      name    = "firestore.rules"
+      content = file(local.firestore_rules_file)
+    }
+  }
+
+  lifecycle {
+    create_before_destroy = true
+  }
+
+  depends_on = [google_firestore_database.main]
+}
+
+resource "google_firebaserules_release" "firestore" {
+  project      = var.project_id
+  name         = "cloud.firestore"
+  ruleset_name = "projects/${var.project_id}/rulesets/${google_firebaserules_ruleset.firestore.name}"
+}

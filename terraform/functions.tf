@@ -1,0 +1,188 @@
+# One Cloud Functions (2nd gen) function per entry point registered in
+# paymeter.go, all built from one zip of the module. The map below is the one
+# place that says what is deployed: the function name (which firebase.json's
+# Hosting rewrites use), its entry point, whether anyone may call it, and its
+# size. Functions with cpu "1" serve concurrent requests on one instance;
+# the others keep Cloud Functions' default share of a CPU (0.167 with 256Mi),
+# which serves one request at a time.
+locals {
+  functions = {
+    user = {
+      entry_point = "User"
+      description = "Signed-in user API: plans, account, API keys, usage."
+      public      = true
+      memory      = "256Mi"
+      cpu         = "1"
+      concurrency = 20
+      timeout     = 30
+      env         = {}
+    }
+    checkout = {
+      entry_point = "Checkout"
+      description = "Starts a Stripe Checkout session."
+      public      = true
+      memory      = "256Mi"
+      cpu         = null
+      concurrency = 1
+      timeout     = 30
+      env         = {}
+    }
+    cancel = {
+      entry_point = "Cancel"
+      description = "Cancels the user's subscription at period end."
+      public      = true
+      memory      = "256Mi"
+      cpu         = null
+      concurrency = 1
+      timeout     = 30
+      env         = {}
+    }
+    portal = {
+      entry_point = "Portal"
+      description = "Opens the Stripe customer portal."
+      public      = true
+      memory      = "256Mi"
+      cpu         = null
+      concurrency = 1
+      timeout     = 30
+      env         = {}
+    }
+    webhook = {
+      entry_point = "Webhook"
+      description = "Applies Stripe events; checks the Stripe signature."
+      public      = true
+      memory      = "256Mi"
+      cpu         = "1"
+      concurrency = 10
+      timeout     = 60
+      env         = {}
+    }
+    meter = {
+      entry_point = "Meter"
+      description = "The metered API: debits credits by API key."
+      public      = true
+      memory      = "512Mi"
+      cpu         = "1"
+      concurrency = 80
+      timeout     = 30
+      env         = {}
+    }
+    task-grant = {
+      entry_point = "TaskGrant"
+      description = "Cloud Tasks handler: grants Free credits and schedules the next grant."
+      public      = false
+      memory      = "256Mi"
+      cpu         = null
+      concurrency = 1
+      timeout     = 60
+      env         = {}
+    }
+    task-reconcile = {
+      entry_point = "TaskReconcile"
+      description = "Cloud Scheduler handler: the daily sweep."
+      public      = false
+      memory      = "256Mi"
+      cpu         = "1"
+      concurrency = 1
+      timeout     = 300
+      env         = {}
+    }
+  }
+
+  # The function URL is known before the function exists, which lets every
+  # function (TaskGrant included) be told where to send grant tasks. Cloud
+  # Run accepts it as the OIDC audience of a 2nd gen function.
+  function_url = { for name in keys(local.functions) : name => "https://${var.region}-${var.project_id}.cloudfunctions.net/${name}" }
+
+  public_url = coalesce(var.public_url, google_firebase_hosting_site.web.default_url)
+
+  # The environment of every function (config/ reads it); secrets are mounted
+  # separately from Secret Manager.
+  function_env = {
+    GOOGLE_CLOUD_PROJECT  = var.project_id
+    PUBLIC_URL            = local.public_url
+    CORS_ORIGINS          = join(",", distinct(concat([local.public_url], var.extra_cors_origins)))
+    METER_COSTS           = join(",", [for path, cost in var.meter_costs : "${path}=${cost}"])
+    TASKS_QUEUE           = "projects/${var.project_id}/locations/${google_cloud_tasks_queue.grants.location}/queues/${google_cloud_tasks_queue.grants.name}"
+    TASKS_GRANT_URL       = local.function_url["task-grant"]
+    TASKS_AUDIENCE        = local.function_url["task-grant"]
+    TASKS_SERVICE_ACCOUNT = google_service_account.tasks.email
+    LOG_FORMAT            = var.log_format
+  }
+
+  source_zip = startswith(var.source_zip, "/") ? var.source_zip : "${path.module}/${var.source_zip}"
+}
+
+resource "google_storage_bucket" "source" {
+  project                     = var.project_id
+  name                        = "${var.project_id}-paymeter-source"
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = true # it holds only build inputs
+
+  depends_on = [google_project_service.enabled]
+}
+
+# Named by the zip's MD5: a new zip is a new object, and the new object name
+# redeploys every function; an unchanged zip changes nothing.
+resource "google_storage_bucket_object" "source" {
+  bucket = google_storage_bucket.source.name
+  name   = "source-${filemd5(local.source_zip)}.zip"
+  source = local.source_zip
+}
+
+resource "google_cloudfunctions2_function" "fn" {
+  for_each = local.functions
+
+  project     = var.project_id
+  location    = var.region
+  name        = each.key
+  description = each.value.description
+
+  build_config {
+    runtime         = var.go_runtime
+    entry_point     = each.value.entry_point
+    service_account = google_service_account.build.id
+
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    available_memory                 = each.value.memory
+    available_cpu                    = each.value.cpu
+    max_instance_request_concurrency = each.value.concurrency
+    timeout_seconds                  = each.value.timeout
+    min_instance_count               = var.min_instance_count
+    max_instance_count               = var.max_instance_count
+    ingress_settings                 = "ALLOW_ALL"
+    all_traffic_on_latest_revision   = true
+    service_account_email            = google_service_account.functions.email
+    environment_variables            = merge(local.function_env, each.value.env)
+
+    secret_environment_variables {
+      key        = "STRIPE_SECRET_KEY"
+      project_id = var.project_id
+      secret     = google_secret_manager_secret.stripe["STRIPE_SECRET_KEY"].secret_id
+      version    = "latest"
+    }
+
+    secret_environment_variables {
+      key        = "STRIPE_WEBHOOK_SECRET"
+      project_id = var.project_id
+      secret     = google_secret_manager_secret.stripe["STRIPE_WEBHOOK_SECRET"].secret_id
+      version    = "latest"
+    }
+  }
+
+  depends_on = [
+    google_project_iam_member.build,
+    google_project_iam_member.functions_firestore,
+    google_secret_manager_secret_iam_member.functions_read_stripe,
+  ]
+}

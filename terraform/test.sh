@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Offline checks of the Terraform configuration, for `make test`:
+#   terraform fmt -check, terraform validate, terraform test (tests/*.tftest.hcl)
+# against the real google and google-beta provider schemas, plus a negative
+# control proving that a misspelled argument fails validation.
+#
+# The provider registry is out of reach here, so the schemas come from
+# ../shared/terraform (or $PAYMETER_TF_SCHEMA_DIR), served by the schema-only
+# provider in tools/tfprovider through dev_overrides. Where those files are
+# absent (a connected machine), `terraform init` fetches the real providers and
+# the same checks run against them.
+set -euo pipefail
+
+tf_dir=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$tf_dir/.." && pwd)
+cache=${PAYMETER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/paymeter}/terraform
+mkdir -p "$cache"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+start=$(date +%s%N)
+
+step() { printf 'terraform/test.sh: %s\n' "$*"; }
+ms_since() { echo $((($(date +%s%N) - $1) / 1000000)); }
+
+# run LABEL CMD...: runs CMD quietly, printing its output only when it fails,
+# and its time when PAYMETER_TF_TIMING is set.
+run() {
+  local label=$1 t0
+  shift
+  t0=$(date +%s%N)
+  if ! "$@" >"$work/out" 2>&1; then
+    cat "$work/out"
+    step "FAIL: $label"
+    exit 1
+  fi
+  [ -z "${PAYMETER_TF_TIMING:-}" ] || step "$(ms_since "$t0") ms  $label"
+}
+
+schema_dir=${PAYMETER_TF_SCHEMA_DIR:-$root/../shared/terraform}
+export TF_IN_AUTOMATION=1 TF_INPUT=0 CHECKPOINT_DISABLE=1
+if compgen -G "$schema_dir/google-[0-9]*.schema.json.gz" >/dev/null &&
+  compgen -G "$schema_dir/google-beta-[0-9]*.schema.json.gz" >/dev/null; then
+  export PAYMETER_TF_SCHEMA_DIR
+  PAYMETER_TF_SCHEMA_DIR=$(cd "$schema_dir" && pwd)
+  mode="schema-only provider, schemas from $PAYMETER_TF_SCHEMA_DIR"
+
+  # The provider and its own tests. One binary serves both providers: it
+  # reads its type from its file name.
+  bin="$cache/providers"
+  mkdir -p "$bin"
+  (
+    cd "$root/tools/tfprovider"
+    run "go vet (tools/tfprovider)" go vet ./...
+    run "go test (tools/tfprovider)" go test -count=1 ./...
+    run "go build (tools/tfprovider)" go build -o "$work/terraform-provider-google" .
+  )
+  for name in google google-beta; do
+    cp "$work/terraform-provider-google" "$work/terraform-provider-$name.new"
+    mv -f "$work/terraform-provider-$name.new" "$bin/terraform-provider-$name"
+  done
+  cat >"$work/cli.tfrc" <<CONFIG
+provider_installation {
+  dev_overrides {
+    "registry.terraform.io/hashicorp/google"      = "$bin"
+    "registry.terraform.io/hashicorp/google-beta" = "$bin"
+  }
+  direct {}
+}
+CONFIG
+  export TF_CLI_CONFIG_FILE="$work/cli.tfrc"
+else
+  mode="real providers from terraform init (no schema files in $schema_dir)"
+  export TF_DATA_DIR="$cache/data"
+  (cd "$tf_dir" && run "terraform init" terraform init -backend=false -input=false -no-color)
+fi
+step "$mode"
+
+# The inputs terraform test reads: the real source zip (built as a deploy
+# builds it) and the real rules file where it exists.
+run "build-source.sh" "$tf_dir/build-source.sh" "$work/source.zip"
+export TF_VAR_source_zip="$work/source.zip"
+if [ -f "$root/firestore.rules" ]; then
+  export TF_VAR_firestore_rules_file="$root/firestore.rules"
+else
+  export TF_VAR_firestore_rules_file="$tf_dir/tests/fixtures/firestore.rules"
+  step "no firestore.rules at the repository root yet; tests use tests/fixtures/firestore.rules"
+fi
+
+cd "$tf_dir"
+run "terraform fmt -check -recursive (run terraform fmt -recursive terraform/)" terraform fmt -check -recursive -no-color
+run "terraform validate" terraform validate -no-color
+run "terraform test" terraform test -no-color
+result=$(grep -Eo '[0-9]+ passed, [0-9]+ failed' "$work/out" | tail -1)
+
+# Negative control: the same configuration with one argument misspelled must
+# fail validation, or the checks above prove nothing.
+mkdir -p "$work/broken"
+cp "$tf_dir"/*.tf "$work/broken/"
+sed -i 's/^\(\s*\)available_memory\(\s*\)=/\1availabel_memory\2=/' "$work/broken/functions.tf"
+grep -q availabel_memory "$work/broken/functions.tf" || { step "FAIL: negative control found nothing to misspell"; exit 1; }
+t0=$(date +%s%N)
+if (cd "$work/broken" && terraform validate -no-color >"$work/out" 2>&1); then
+  step "FAIL: terraform validate accepted a misspelled argument (availabel_memory)"
+  exit 1
+fi
+grep -q 'An argument named "availabel_memory" is not expected here' "$work/out" || {
+  cat "$work/out"
+  step "FAIL: terraform validate failed on the misspelling for another reason"
+  exit 1
+}
+[ -z "${PAYMETER_TF_TIMING:-}" ] || step "$(ms_since "$t0") ms  negative control: misspelled argument rejected"
+
+step "fmt, validate, misspelling rejected, tests ok in $(ms_since "$start") ms"
+echo "terraform: ${result:-0 passed, 1 failed}"

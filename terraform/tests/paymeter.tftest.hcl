@@ -1,0 +1,227 @@
+# What must hold of the deployment, checked offline with mocked providers
+# (terraform/test.sh runs this). Terraform still asks the providers for their
+# schemas, so every argument here is checked against the real ones too.
+
+mock_provider "google" {
+  mock_resource "google_service_account" {
+    defaults = {
+      email  = "paymeter-test@paymeter-test.iam.gserviceaccount.com"
+      member = "serviceAccount:paymeter-test@paymeter-test.iam.gserviceaccount.com"
+    }
+  }
+}
+
+mock_provider "google-beta" {
+  mock_resource "google_firebase_hosting_site" {
+    defaults = {
+      default_url = "https://paymeter-test.web.app"
+    }
+  }
+}
+
+variables {
+  project_id = "paymeter-test"
+  # source_zip and firestore_rules_file come from test.sh (TF_VAR_*).
+}
+
+run "defaults" {
+  command = apply
+
+  assert {
+    condition = toset([for fn in google_cloudfunctions2_function.fn : fn.build_config[0].entry_point]) == toset([
+      "User", "Checkout", "Cancel", "Portal", "Webhook", "Meter", "TaskGrant", "TaskReconcile",
+    ])
+    error_message = "Every entry point in the contract must be deployed, once."
+  }
+
+  # Where paymeter.go exists, everything it registers is deployed and
+  # nothing else is.
+  assert {
+    condition = (
+      try(file("${path.module}/../paymeter.go"), "") == "" ||
+      toset([for fn in google_cloudfunctions2_function.fn : fn.build_config[0].entry_point]) ==
+      toset(flatten(regexall("functions\\.HTTP\\(\\s*\"([A-Za-z0-9_]+)\"", try(file("${path.module}/../paymeter.go"), ""))))
+    )
+    error_message = "The deployed entry points must be exactly those paymeter.go registers with functions.HTTP."
+  }
+
+  assert {
+    condition     = alltrue([for fn in google_cloudfunctions2_function.fn : fn.build_config[0].runtime == "go126"])
+    error_message = "Functions must use the go126 runtime (go.mod requires Go 1.26)."
+  }
+
+  assert {
+    condition     = length(distinct([for fn in google_cloudfunctions2_function.fn : fn.build_config[0].source[0].storage_source[0].object])) == 1
+    error_message = "All functions must be built from the one source zip."
+  }
+
+  assert {
+    condition     = google_storage_bucket_object.source.name == "source-${filemd5(var.source_zip)}.zip"
+    error_message = "The source object must be named by the zip's hash, so a code change redeploys."
+  }
+
+  # Public: the user API, the metered API, the webhook (and the other
+  # browser-called functions).
+  assert {
+    condition     = toset(keys(google_cloud_run_v2_service_iam_member.public)) == toset(["user", "checkout", "cancel", "portal", "webhook", "meter"])
+    error_message = "Exactly the user API, checkout, cancel, portal, webhook and meter functions must be public."
+  }
+
+  assert {
+    condition = alltrue([for name in ["user", "webhook", "meter"] : (
+      google_cloud_run_v2_service_iam_member.public[name].member == "allUsers" &&
+      google_cloud_run_v2_service_iam_member.public[name].role == "roles/run.invoker" &&
+      google_cloud_run_v2_service_iam_member.public[name].name == google_cloudfunctions2_function.fn[name].name
+    )])
+    error_message = "The webhook, user and meter functions must grant roles/run.invoker to allUsers on their own service."
+  }
+
+  # Private: no binding anywhere lets allUsers or allAuthenticatedUsers call a
+  # task handler; only the task caller may.
+  assert {
+    condition = alltrue([
+      for binding in concat(values(google_cloud_run_v2_service_iam_member.public), values(google_cloud_run_v2_service_iam_member.tasks)) :
+      !(contains(["allUsers", "allAuthenticatedUsers"], binding.member) &&
+      contains([google_cloudfunctions2_function.fn["task-grant"].name, google_cloudfunctions2_function.fn["task-reconcile"].name], binding.name))
+    ])
+    error_message = "TaskGrant and TaskReconcile must not be public."
+  }
+
+  assert {
+    condition = toset(keys(google_cloud_run_v2_service_iam_member.tasks)) == toset(["task-grant", "task-reconcile"]) && alltrue([
+      for name, binding in google_cloud_run_v2_service_iam_member.tasks :
+      binding.member == google_service_account.tasks.member && binding.role == "roles/run.invoker" && binding.name == google_cloudfunctions2_function.fn[name].name
+    ])
+    error_message = "Only the task caller service account may invoke the task handlers."
+  }
+
+  # Secrets come from Secret Manager, never from plain environment.
+  assert {
+    condition = alltrue([for fn in google_cloudfunctions2_function.fn : (
+      toset([for s in fn.service_config[0].secret_environment_variables : s.key]) == toset(["STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"]) &&
+      alltrue([for s in fn.service_config[0].secret_environment_variables :
+      s.secret == google_secret_manager_secret.stripe[s.key].secret_id && s.version == "latest"])
+    )])
+    error_message = "Every function must mount STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET from their Secret Manager secrets."
+  }
+
+  assert {
+    condition = alltrue([for fn in google_cloudfunctions2_function.fn :
+    length([for k in keys(fn.service_config[0].environment_variables) : k if startswith(k, "STRIPE_")]) == 0])
+    error_message = "No Stripe value may be set as a plain environment variable."
+  }
+
+  assert {
+    condition = alltrue([for env, binding in google_secret_manager_secret_iam_member.functions_read_stripe :
+    binding.member == google_service_account.functions.member && binding.role == "roles/secretmanager.secretAccessor"])
+    error_message = "The functions' account must be able to read both Stripe secrets."
+  }
+
+  # Nothing bills an idle instance by default.
+  assert {
+    condition     = alltrue([for fn in google_cloudfunctions2_function.fn : fn.service_config[0].min_instance_count == 0])
+    error_message = "min_instance_count must default to 0."
+  }
+
+  assert {
+    condition     = alltrue([for fn in google_cloudfunctions2_function.fn : fn.service_config[0].service_account_email == google_service_account.functions.email])
+    error_message = "Every function must run as the functions service account."
+  }
+
+  # Tasks: the grant chain is told where to send tasks and as whom.
+  assert {
+    condition = alltrue([for fn in google_cloudfunctions2_function.fn : (
+      fn.service_config[0].environment_variables["TASKS_GRANT_URL"] == "https://europe-west2-paymeter-test.cloudfunctions.net/task-grant" &&
+      fn.service_config[0].environment_variables["TASKS_AUDIENCE"] == fn.service_config[0].environment_variables["TASKS_GRANT_URL"] &&
+      fn.service_config[0].environment_variables["TASKS_SERVICE_ACCOUNT"] == google_service_account.tasks.email &&
+      fn.service_config[0].environment_variables["TASKS_QUEUE"] == "projects/paymeter-test/locations/europe-west2/queues/paymeter-grants" &&
+      fn.service_config[0].environment_variables["PUBLIC_URL"] == "https://paymeter-test.web.app" &&
+      fn.service_config[0].environment_variables["GOOGLE_CLOUD_PROJECT"] == "paymeter-test"
+    )])
+    error_message = "Functions must get TASKS_*, PUBLIC_URL and GOOGLE_CLOUD_PROJECT from the deployment."
+  }
+
+  assert {
+    condition     = google_cloud_tasks_queue.grants.retry_config[0].max_attempts > 1 && google_cloud_tasks_queue.grants.retry_config[0].max_retry_duration != "0s"
+    error_message = "The grant queue must retry failed grants."
+  }
+
+  assert {
+    condition = (
+      google_cloud_scheduler_job.reconcile.http_target[0].uri == google_cloudfunctions2_function.fn["task-reconcile"].url &&
+      google_cloud_scheduler_job.reconcile.http_target[0].oidc_token[0].service_account_email == google_service_account.tasks.email
+    )
+    error_message = "The daily job must call TaskReconcile with an OIDC token of the task caller."
+  }
+
+  # Firestore: the reconcile query's index and the TTL on processed events.
+  assert {
+    condition = (
+      google_firestore_index.accounts_due_grants.collection == "accounts" &&
+      [for f in google_firestore_index.accounts_due_grants.fields : "${f.field_path}:${f.order}"] == ["plan:ASCENDING", "nextGrantAt:ASCENDING"]
+    )
+    error_message = "accounts needs the (plan ASC, nextGrantAt ASC) index for the reconcile query."
+  }
+
+  assert {
+    condition = (
+      google_firestore_field.stripe_events_ttl.collection == "stripeEvents" &&
+      google_firestore_field.stripe_events_ttl.field == "expireAt" &&
+      length(google_firestore_field.stripe_events_ttl.ttl_config) == 1
+    )
+    error_message = "stripeEvents.expireAt must be a TTL field."
+  }
+
+  assert {
+    condition     = google_firestore_database.main.type == "FIRESTORE_NATIVE" && google_firestore_database.main.delete_protection_state == "DELETE_PROTECTION_ENABLED"
+    error_message = "Firestore must be in Native mode and protected from deletion by default."
+  }
+
+  # Sign-in: email and password on, Google off until an OAuth client is given.
+  assert {
+    condition     = google_identity_platform_config.auth.sign_in[0].email[0].enabled && length(google_identity_platform_default_supported_idp_config.google) == 0
+    error_message = "Email/password sign-in must be on, and Google sign-in off without an OAuth client."
+  }
+
+  assert {
+    condition     = output.webhook_url == google_cloudfunctions2_function.fn["webhook"].url && length(output.function_urls) == 8
+    error_message = "Outputs must give the webhook URL and every function URL."
+  }
+}
+
+run "warm_instances_are_opt_in" {
+  command = plan
+
+  variables {
+    min_instance_count = 1
+  }
+
+  assert {
+    condition     = alltrue([for fn in google_cloudfunctions2_function.fn : fn.service_config[0].min_instance_count == 1])
+    error_message = "min_instance_count must reach every function."
+  }
+}
+
+run "google_sign_in_with_an_oauth_client" {
+  command = plan
+
+  variables {
+    google_oauth_client_id     = "123-abc.apps.googleusercontent.com"
+    google_oauth_client_secret = "not-a-secret"
+  }
+
+  assert {
+    condition     = google_identity_platform_default_supported_idp_config.google[0].idp_id == "google.com" && google_identity_platform_default_supported_idp_config.google[0].enabled
+    error_message = "Setting an OAuth client must enable Google sign-in."
+  }
+}
+
+run "rejects_negative_min_instances" {
+  command = plan
+
+  variables {
+    min_instance_count = -1
+  }
+
+  expect_failures = [var.min_instance_count]
+}
