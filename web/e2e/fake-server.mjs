@@ -151,7 +151,7 @@ async function handleAuth(req, res, url) {
       if (!/^[^@\s]+@[^@\s]+$/.test(email)) return authError(res, 'INVALID_EMAIL')
       if (authUsers.has(email)) return authError(res, 'EMAIL_EXISTS')
       if (String(body.password || '').length < 6) return authError(res, 'WEAK_PASSWORD : Password should be at least 6 characters')
-      const u = { uid: id('', 10), email, password: body.password, emailVerified: false, createdAt: now() }
+      const u = { uid: id('', 10), email, password: body.password, emailVerified: false, createdAt: now(), providers: ['password'] }
       authUsers.set(email, u)
       return send(res, 200, { ...session(u), kind: 'identitytoolkit#SignupNewUserResponse' }, cors())
     }
@@ -168,9 +168,34 @@ async function handleAuth(req, res, url) {
         kind: 'identitytoolkit#GetAccountInfoResponse',
         users: [{
           localId: u.uid, email: u.email, emailVerified: u.emailVerified, passwordHash: 'x', passwordUpdatedAt: u.createdAt,
-          providerUserInfo: [{ providerId: 'password', email: u.email, federatedId: u.email, rawId: u.email }],
+          providerUserInfo: u.providers.map((pid) => ({ providerId: pid, email: u.email, federatedId: pid === 'password' ? u.email : u.googleSub, rawId: pid === 'password' ? u.email : u.googleSub })),
           validSince: String(Math.floor(u.createdAt / 1000)), createdAt: String(u.createdAt), lastLoginAt: String(now()), lastRefreshAt: iso(now()),
         }],
+      }, cors())
+    }
+    case 'accounts:signInWithIdp': {
+      // The emulator's offline Google sign-in: an unsigned JSON id_token with sub and email.
+      const form = new URLSearchParams(body.postBody || '')
+      let claims = null
+      try {
+        claims = JSON.parse(form.get('id_token') || '')
+      } catch {
+        // not JSON claims
+      }
+      if (form.get('providerId') !== 'google.com' || !claims?.sub || !claims?.email) return authError(res, 'INVALID_IDP_RESPONSE')
+      const email = String(claims.email).toLowerCase()
+      let u = authUsers.get(email)
+      const isNewUser = !u
+      if (!u) {
+        u = { uid: id('', 10), email, password: null, emailVerified: true, createdAt: now(), providers: [] }
+        authUsers.set(email, u)
+      }
+      if (!u.providers.includes('google.com')) u.providers.push('google.com')
+      u.googleSub = claims.sub
+      u.emailVerified = true
+      return send(res, 200, {
+        ...session(u), kind: 'identitytoolkit#VerifyAssertionResponse', providerId: 'google.com', federatedId: `https://accounts.google.com/${claims.sub}`,
+        emailVerified: true, isNewUser, rawUserInfo: JSON.stringify(claims), displayName: claims.name || '',
       }, cors())
     }
     case 'accounts:sendOobCode': {

@@ -10,9 +10,11 @@ import {
   sendEmailVerification,
   sendPasswordResetEmail,
   signInWithEmailAndPassword,
+  signInWithCredential,
   signInWithPopup,
   signOut,
 } from 'firebase/auth'
+import { emulatorGoogleClaims } from './emulator.js'
 
 /** Sets up Firebase Auth from the app config and returns the calls the app needs. */
 export function createAuth(config) {
@@ -36,7 +38,15 @@ export function createAuth(config) {
     async signIn(email, password) {
       return (await signInWithEmailAndPassword(auth, email, password)).user
     },
-    async signInWithGoogle() {
+    // With the Auth emulator, pass the Google account's email: the emulator's
+    // popup page cannot open offline (the SDK loads Google's gapi script for it),
+    // so the app hands the emulator the unsigned Google ID token that its fake
+    // IdP page would have made. In production this is the real Google popup.
+    async signInWithGoogle(emulatorEmail) {
+      if (config.emulatorUrl) {
+        const claims = emulatorGoogleClaims(emulatorEmail)
+        return (await signInWithCredential(auth, GoogleAuthProvider.credential(JSON.stringify(claims)))).user
+      }
       const provider = new GoogleAuthProvider()
       provider.setCustomParameters({ prompt: 'select_account' })
       return (await signInWithPopup(auth, provider)).user
