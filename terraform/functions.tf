@@ -107,7 +107,11 @@ locals {
     TASKS_GRANT_URL       = local.function_url["task-grant"]
     TASKS_AUDIENCE        = local.function_url["task-grant"]
     TASKS_SERVICE_ACCOUNT = google_service_account.tasks.email
-    LOG_FORMAT            = var.log_format
+    # Cloud Scheduler's tokens are for TaskReconcile's own URL (Cloud Run
+    # admits only tokens for the URL called); every function's init wires
+    # both task handlers, so every function needs it.
+    TASKS_RECONCILE_URL = local.function_url["task-reconcile"]
+    LOG_FORMAT          = var.log_format
   }
 
   source_zip = startswith(var.source_zip, "/") ? var.source_zip : "${path.module}/${var.source_zip}"

@@ -17,13 +17,13 @@ resource "google_cloud_scheduler_job" "reconcile" {
 
   http_target {
     http_method = "POST"
-    uri         = google_cloudfunctions2_function.fn["task-reconcile"].url
+    uri         = local.function_url["task-reconcile"]
 
     oidc_token {
       service_account_email = google_service_account.tasks.email
-      audience              = google_cloudfunctions2_function.fn["task-reconcile"].url
+      audience              = local.function_url["task-reconcile"]
     }
   }
 
-  depends_on = [google_cloud_run_v2_service_iam_member.tasks]
+  depends_on = [google_cloudfunctions2_function.fn, google_cloud_run_v2_service_iam_member.tasks]
 }

@@ -79,6 +79,11 @@ step "$mode"
 # builds it) and the real rules file where it exists.
 run "build-source.sh" "$tf_dir/build-source.sh" "$work/source.zip"
 export TF_VAR_source_zip="$work/source.zip"
+# The zip alone must hold every package the root package imports, as the Go
+# buildpack builds it alone (go vet and go test compile the code itself).
+mkdir -p "$work/source"
+run "unzip source" unzip -q "$work/source.zip" -d "$work/source"
+(cd "$work/source" && run "source zip holds every package the root imports (go list -deps; see build-source.sh)" go list -mod=readonly -deps . )
 if [ -f "$root/firestore.rules" ]; then
   export TF_VAR_firestore_rules_file="$root/firestore.rules"
 else
