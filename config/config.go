@@ -26,6 +26,7 @@ type Config struct {
 	TasksGrantURL       string           // TASKS_GRANT_URL: the TaskGrant function's URL
 	TasksServiceAccount string           // TASKS_SERVICE_ACCOUNT: the email Cloud Tasks signs OIDC tokens as
 	TasksAudience       string           // TASKS_AUDIENCE: the audience of those tokens (default TASKS_GRANT_URL)
+	TasksReconcileURL   string           // TASKS_RECONCILE_URL: the TaskReconcile function's URL, the audience of Cloud Scheduler's tokens
 	TasksSecret         string           // TASKS_SECRET: local shared secret for task calls (dev only)
 	LogFormat           string           // LOG_FORMAT: json or text (default json; the dev server uses text)
 	Port                string           // PORT (default 8000)
@@ -48,6 +49,7 @@ func Load(getenv func(string) string) (Config, error) {
 		TasksQueue:          get("TASKS_QUEUE", ""),
 		TasksGrantURL:       get("TASKS_GRANT_URL", ""),
 		TasksServiceAccount: get("TASKS_SERVICE_ACCOUNT", ""),
+		TasksReconcileURL:   get("TASKS_RECONCILE_URL", ""),
 		TasksSecret:         get("TASKS_SECRET", ""),
 		LogFormat:           get("LOG_FORMAT", "json"),
 		Port:                get("PORT", "8000"),

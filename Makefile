@@ -1,0 +1,52 @@
+# Paymeter: `make dev` runs the whole product locally, offline; `make test`
+# runs every test. Both install what they need on a fresh machine.
+SHELL := /bin/bash
+PORT ?= 8000
+export GOFLAGS ?= -buildvcs=false
+
+.PHONY: dev test check test-go test-terraform test-web test-e2e web-build emulators emulators-stop \
+	bench plans-sync plans-dry-run deploy-source deploy deploy-web destroy
+
+## dev: start the emulators, build the web app and serve everything on http://localhost:$(PORT)
+dev: web-build
+	@eval "$$(scripts/emulators.sh start)" && PORT=$(PORT) go run ./cmd/dev
+
+## test: every test (static checks, Go with the emulators, Terraform, the web app, end to end)
+test:
+	bash scripts/test.sh
+
+## check: gofmt, go vet and the domain's no-SDK rule, fast
+check:
+	bash scripts/test.sh check
+
+test-go:
+	bash scripts/test.sh go
+
+test-terraform:
+	bash terraform/test.sh
+
+test-web:
+	bash web/test.sh
+
+test-e2e:
+	bash scripts/test.sh e2e
+
+web-build:
+	bash web/test.sh build
+
+emulators:
+	@scripts/emulators.sh start
+
+emulators-stop:
+	@scripts/emulators.sh stop
+
+## bench: benchmarks of the domain debit and of the metered path on the Firestore emulator
+bench:
+	bash scripts/test.sh bench
+
+## plans-sync: create or update the Stripe products and prices (needs STRIPE_SECRET_KEY) and Firestore plans/
+plans-sync:
+	go run ./cmd/plans sync
+
+plans-dry-run:
+	go run ./cmd/plans sync -dry-run

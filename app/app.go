@@ -1,0 +1,96 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"google.golang.org/api/idtoken"
+
+	"github.com/paymeter/paymeter/api"
+	"github.com/paymeter/paymeter/billing"
+	"github.com/paymeter/paymeter/config"
+	"github.com/paymeter/paymeter/firebaseauth"
+	"github.com/paymeter/paymeter/payments"
+	"github.com/paymeter/paymeter/store"
+	"github.com/paymeter/paymeter/tasks"
+)
+
+// Core is what every deployment shares: the catalog, the Firestore store and
+// the ID token verifier.
+type Core struct {
+	Config  config.Config
+	Catalog billing.Catalog
+	Store   *store.Store
+	Auth    billing.TokenVerifier
+	Log     *slog.Logger
+}
+
+// NewCore connects to Firestore and Firebase Auth (their emulators when
+// FIRESTORE_EMULATOR_HOST and FIREBASE_AUTH_EMULATOR_HOST are set).
+func NewCore(ctx context.Context, cfg config.Config, log *slog.Logger) (*Core, error) {
+	catalog := billing.DefaultCatalog()
+	client, err := firestore.NewClient(ctx, cfg.ProjectID)
+	if err != nil {
+		return nil, fmt.Errorf("firestore client: %w", err)
+	}
+	verifier, err := firebaseauth.New(ctx, cfg.ProjectID)
+	if err != nil {
+		return nil, err
+	}
+	return &Core{Config: cfg, Catalog: catalog, Store: store.New(client, catalog.Free()), Auth: verifier, Log: log}, nil
+}
+
+// Server returns the API server on c with the given clock, scheduler and
+// payment provider.
+func (c *Core) Server(clock billing.Clock, sched billing.Scheduler, pay billing.Payments, webhookSecret string) *api.Server {
+	return &api.Server{Config: c.Config, Catalog: c.Catalog, Accounts: c.Store, History: c.Store, Keys: c.Store,
+		Meter: c.Store, Events: c.Store, Scheduler: sched, Payments: pay, Webhooks: payments.NewWebhook(webhookSecret),
+		Auth: c.Auth, Clock: clock, Random: rand.Reader, Log: c.Log}
+}
+
+// TaskFunctions returns the TaskGrant and TaskReconcile entry points, each
+// behind guard (OIDC in production, a shared secret locally).
+func (c *Core) TaskFunctions(srv *api.Server, guard func(audience string) func(http.Handler) http.Handler) []api.Function {
+	grant := tasks.NewGrantHandler(c.Store, srv.Scheduler, srv.Clock, c.Catalog.Free(), c.Log)
+	reconcile := tasks.NewReconcileHandler(c.Store, srv.Scheduler, srv.Clock, c.Log)
+	return []api.Function{
+		{Name: "TaskGrant", Paths: []string{"/api/tasks/grant"}, Handler: srv.Wrap(guard(c.Config.TasksAudience)(grant))},
+		{Name: "TaskReconcile", Paths: []string{"/api/tasks/reconcile"}, Handler: srv.Wrap(guard(c.Config.TasksReconcileURL)(reconcile))},
+	}
+}
+
+// Production returns every entry point as deployed: Cloud Tasks for the Free
+// chain, Stripe for payments, OIDC on the task handlers.
+func Production(ctx context.Context, cfg config.Config, log *slog.Logger) ([]api.Function, error) {
+	core, err := NewCore(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	sched, err := tasks.NewCloudTasks(ctx, tasks.CloudTasksConfig{Queue: cfg.TasksQueue, GrantURL: cfg.TasksGrantURL,
+		ServiceAccount: cfg.TasksServiceAccount, Audience: cfg.TasksAudience})
+	if err != nil {
+		return nil, err
+	}
+	validator, err := idtoken.NewValidator(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("id token validator: %w", err)
+	}
+	if cfg.StripeSecretKey == "" || cfg.StripeWebhookSecret == "" {
+		return nil, fmt.Errorf("STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET must be set (from Secret Manager)")
+	}
+	stripe := payments.New(payments.Config{SecretKey: cfg.StripeSecretKey, PublicURL: cfg.PublicURL})
+	srv := core.Server(realClock{}, sched, stripe, cfg.StripeWebhookSecret)
+	guard := func(audience string) func(http.Handler) http.Handler {
+		return tasks.RequireOIDC(audience, cfg.TasksServiceAccount, validator, log)
+	}
+	return append(srv.Functions(), core.TaskFunctions(srv, guard)...), nil
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# `make test`: every test of the project, in order of speed. With an
+# argument it runs one stage: check, go, terraform, web, e2e, bench.
+#
+# Emulators are started and stopped here; with CI=true a missing emulator or
+# browser is a failure, never a skip.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+export GOFLAGS=${GOFLAGS:--buildvcs=false}
+
+say() { printf '\n== %s\n' "$*"; }
+
+check() {
+	say "gofmt, go vet, the domain imports no SDK"
+	local bad
+	bad=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './web/*') 2>/dev/null || true)
+	if [ -n "$bad" ]; then
+		echo "gofmt would change:"; echo "$bad"; exit 1
+	fi
+	go vet ./...
+	# billing is the domain: standard library only, and no net/http.
+	local deps
+	deps=$(go list -deps -f '{{if not .Standard}}{{.ImportPath}}{{end}}' ./billing | grep -v '^github.com/paymeter/paymeter/billing$' || true)
+	if [ -n "$deps" ] || go list -deps ./billing | grep -qx 'net/http'; then
+		echo "billing/ must import only the standard library without net/http; it imports: $deps"; exit 1
+	fi
+}
+
+emulators_up=""
+start_emulators() {
+	[ -n "$emulators_up" ] && return
+	say "emulators"
+	eval "$(scripts/emulators.sh start)"
+	emulators_up=1
+	trap 'scripts/emulators.sh stop >/dev/null 2>&1 || true' EXIT
+}
+
+gotest() {
+	start_emulators
+	say "go test -race (unit, Firestore and Auth emulators, security rules, stripe-mock, Cloud Tasks emulator)"
+	go test -race -count=1 -timeout 20m ./...
+}
+
+bench() {
+	start_emulators
+	say "benchmarks"
+	go test -run '^$' -bench . -benchmem -count=1 ./billing ./store ./api
+}
+
+e2e() {
+	start_emulators
+	say "end to end in chromium"
+	bash scripts/e2e.sh
+}
+
+case "${1:-all}" in
+check) check ;;
+go) gotest ;;
+terraform) bash terraform/test.sh ;;
+web) bash web/test.sh ;;
+e2e) e2e ;;
+bench) bench ;;
+all)
+	check
+	gotest
+	say "terraform"
+	bash terraform/test.sh
+	say "web app"
+	bash web/test.sh
+	e2e
+	say "all tests passed"
+	;;
+*) echo "usage: scripts/test.sh [check|go|terraform|web|e2e|bench]" >&2; exit 2 ;;
+esac
