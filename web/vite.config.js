@@ -1,5 +1,25 @@
+import { readFileSync } from 'node:fs'
 import { defineConfig } from 'vite'
 import vue from '@vitejs/plugin-vue'
+
+// A demo- Firebase project exists only in the emulators, so a build for one
+// talks to the Auth emulator unless told otherwise: at the port in the repo's
+// firebase.json (emulators.auth.port), on 127.0.0.1.
+function defaultAuthEmulator() {
+  const project = process.env.VITE_FIREBASE_PROJECT_ID || 'demo-paymeter'
+  if (process.env.VITE_AUTH_EMULATOR_URL !== undefined || !project.startsWith('demo-')) return
+  let port = 9099
+  try {
+    const fb = JSON.parse(readFileSync(new URL('../firebase.json', import.meta.url), 'utf8'))
+    port = fb?.emulators?.auth?.port || port
+  } catch {
+    // no firebase.json: the emulator's default port
+  }
+  process.env.VITE_AUTH_EMULATOR_URL = `http://127.0.0.1:${port}`
+}
+defaultAuthEmulator()
+
+const devApi = process.env.VITE_DEV_API || 'http://127.0.0.1:8000'
 
 export default defineConfig({
   plugins: [vue()],
@@ -9,8 +29,8 @@ export default defineConfig({
     sourcemap: false,
   },
   server: {
-    // `npm run dev` talks to a running dev server for /api (VITE_DEV_API, default :8080).
-    proxy: { '/api': process.env.VITE_DEV_API || 'http://127.0.0.1:8080', '/dev': process.env.VITE_DEV_API || 'http://127.0.0.1:8080' },
+    // `npm run dev` (hot reload) forwards the API and the stand-in to a running dev server.
+    proxy: { '/api': devApi, '/dev': devApi },
   },
   test: {
     include: ['src/**/*.test.js'],

@@ -8,7 +8,7 @@
 //
 // Env: E2E_BASE_URL (required: the origin serving the app and /api),
 //      CHROMIUM (default /usr/bin/chromium), E2E_SCREENSHOTS, E2E_HEADFUL=1.
-import { mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -46,6 +46,7 @@ function expect(cond, what) {
 
 async function main() {
   await mkdir(shots, { recursive: true })
+  for (const f of await readdir(shots)) if (f.endsWith('.png')) await rm(path.join(shots, f))
   const profile = await mkdtemp(path.join(os.tmpdir(), 'paymeter-e2e-'))
   // A fresh profile each run; playwright passes it as --user-data-dir.
   const context = await chromium.launchPersistentContext(profile, {
