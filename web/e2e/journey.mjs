@@ -82,6 +82,20 @@ async function main() {
     shotN++
     await page.screenshot({ path: path.join(shots, `${String(shotN).padStart(2, '0')}-${label}.png`), fullPage: true })
   }
+  // Every visible control has a name a screen reader can say, and can take focus.
+  async function checkControls(where) {
+    const bad = await page.evaluate(() => {
+      const out = []
+      for (const el of document.querySelectorAll('#app input, #app button, #app a, #app select, #app textarea')) {
+        if (!el.offsetParent) continue
+        const name = (el.getAttribute('aria-label') || el.labels?.[0]?.innerText || el.innerText || el.title || '').trim()
+        if (!name) out.push(el.outerHTML.slice(0, 80))
+        if (el.tabIndex < 0) out.push(`not focusable: ${el.outerHTML.slice(0, 80)}`)
+      }
+      return out
+    })
+    expect(bad.length === 0, `every control on ${where} labelled and focusable:\n  ${bad.join('\n  ')}`)
+  }
   const nav = (name) => page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name, exact: true }).click()
   const creditsText = () => page.getByTestId('credits-total').innerText()
 
@@ -95,6 +109,7 @@ async function main() {
       await page.goto(`${base}/signup`)
       await page.getByRole('heading', { level: 1, name: 'Create an account' }).waitFor()
       await shot('sign-up')
+      await checkControls('sign up')
       await page.getByLabel('Email').fill(email)
       await page.getByLabel('Password').fill(password)
       await page.getByRole('button', { name: 'Create account' }).click()
@@ -107,6 +122,7 @@ async function main() {
       await page.getByRole('heading', { name: 'Please verify your email' }).waitFor()
       await page.locator('figure.chart svg').waitFor()
       await shot('dashboard-new-user')
+      await checkControls('the dashboard')
     })
 
     await step('create a key', async () => {
@@ -120,6 +136,7 @@ async function main() {
       await page.getByText('this is the only time it is shown').waitFor()
       await page.getByRole('cell', { name: 'e2e-journey', exact: true }).waitFor()
       await shot('key-created')
+      await checkControls('API keys')
     })
 
     await step('call the playground until 402', async () => {
@@ -141,6 +158,7 @@ async function main() {
       await result.getByText('insufficient_credits').waitFor()
       await page.getByRole('link', { name: /pricing page/ }).waitFor()
       await shot('playground-402')
+      await checkControls('the playground')
     })
 
     await step('subscribe to Basic through checkout', async () => {
@@ -151,6 +169,7 @@ async function main() {
       await basic.getByRole('button', { name: /Subscribe monthly/ }).waitFor()
       await page.locator('[data-plan="Free"]').getByText('Current plan').waitFor()
       await shot('pricing-free')
+      await checkControls('pricing')
       await basic.getByRole('button', { name: /Subscribe monthly/ }).click()
       await page.waitForURL(/\/dev\/checkout\//)
       await shot('stand-in-checkout')
@@ -182,6 +201,7 @@ async function main() {
       await nav('Pricing')
       await page.locator('[data-plan="Basic"]').getByText('Current plan').waitFor()
       await page.getByRole('button', { name: 'Switch to Free' }).click()
+      await page.getByRole('button', { name: 'Keep my plan' }).and(page.locator(':focus')).waitFor()
       await page.getByRole('button', { name: 'Yes, switch to Free' }).click()
       await page.getByTestId('pricing-note').waitFor()
       await page.locator('[data-plan="Free"]').getByText('Current plan').waitFor()
@@ -194,11 +214,16 @@ async function main() {
 
     await step('revoke the key and see the playground refuse it', async () => {
       await nav('API keys')
-      await page.getByRole('button', { name: 'Revoke key e2e-journey' }).click()
+      // By keyboard: Enter on Revoke moves focus to "Keep it"; Shift+Tab, Enter confirms.
+      await page.getByRole('button', { name: 'Revoke key e2e-journey' }).focus()
+      await page.keyboard.press('Enter')
+      await page.getByRole('button', { name: 'Keep it' }).and(page.locator(':focus')).waitFor()
       await shot('revoke-confirm')
-      await page.getByRole('button', { name: 'Yes, revoke' }).click()
+      await page.keyboard.press('Shift+Tab')
+      await page.getByRole('button', { name: 'Yes, revoke' }).and(page.locator(':focus')).waitFor()
+      await page.keyboard.press('Enter')
       await page.getByText('was revoked').waitFor()
-      expect((await page.getByRole('cell', { name: 'e2e-journey', exact: true }).count()) === 0, 'the key gone from the list')
+      await page.getByRole('cell', { name: 'e2e-journey', exact: true }).waitFor({ state: 'detached' })
       await nav('Playground')
       await page.getByLabel('API key').fill(secret)
       await page.getByRole('button', { name: 'Call POST /api/meter' }).click()

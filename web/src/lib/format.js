@@ -152,8 +152,12 @@ export function describeLedgerEntry(entry, opts = {}) {
     case 'expired':
       text = `${credits} expired (${from})`
       break
-    case 'refund':
     case 'clawback':
+      text = String(entry?.reason || '').toLowerCase() === 'dispute'
+        ? `${credits} taken back after a payment dispute (${from})`
+        : `${credits} taken back after a refund (${from})`
+      break
+    case 'refund':
       text = `${credits} taken back after a refund (${from})`
       break
     case 'dispute':

@@ -96,6 +96,8 @@ describe('describeLedgerEntry', () => {
     [{ kind: 'grant', source: 'subscription', plan: 'Basic', amount: 1000, at: '2026-11-26T00:00:00Z' }, '+', 'Received 1,000 credits (Basic subscription)'],
     [{ kind: 'expiry', source: 'free', amount: -12, at: '2026-11-26T00:00:00Z' }, '-', '12 credits expired (free weekly allowance)'],
     [{ type: 'refund', source: 'top-up', amount: -1000, createdAt: '2026-11-26T00:00:00Z' }, '-', '1,000 credits taken back after a refund (one-off purchase)'],
+    [{ kind: 'clawback', reason: 'dispute', source: 'subscription', plan: 'Power', amount: -900, at: '2026-11-26T00:00:00Z' }, '-', '900 credits taken back after a payment dispute (Power subscription)'],
+    [{ kind: 'clawback', source: 'top-up', amount: -1000, at: '2026-11-26T00:00:00Z' }, '-', '1,000 credits taken back after a refund (one-off purchase)'],
     [{ kind: 'dispute', source: 'top-up', amount: -5, at: '2026-11-26T00:00:00Z' }, '-', '5 credits taken back after a payment dispute (one-off purchase)'],
     [{ kind: 'adjustment', amount: 7, at: '2026-11-26T00:00:00Z', note: 'goodwill' }, '+', 'Added 7 credits (adjustment) — goodwill'],
     [{ kind: 'mystery_move', amount: -3, at: '2026-11-26T00:00:00Z' }, '-', 'mystery move: -3 credits'],
