@@ -3,6 +3,7 @@
 # --e2e (or E2E_BASE_URL set), the end-to-end journey in Debian's chromium.
 #
 #   web/test.sh                 units + build
+#   web/test.sh build           npm ci if needed + build only (for make dev)
 #   web/test.sh --e2e           ... + journey against E2E_BASE_URL, or, when it
 #                               is unset, against the in-memory fake (e2e/fake-server.mjs)
 #   E2E_BASE_URL=http://127.0.0.1:8080 web/test.sh    ... + journey against a running stack
@@ -12,16 +13,24 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 e2e=0
+build_only=0
 for a in "$@"; do
   case "$a" in
-    --e2e) e2e=1 ;;
-    *) echo "usage: web/test.sh [--e2e]" >&2; exit 2 ;;
+    --e2e|e2e) e2e=1 ;;
+    build) build_only=1 ;;
+    *) echo "usage: web/test.sh [build | --e2e]" >&2; exit 2 ;;
   esac
 done
-[ -n "${E2E_BASE_URL:-}" ] && e2e=1
+[ -n "${E2E_BASE_URL:-}" ] && [ "$build_only" = 0 ] && e2e=1
 
-if [ ! -d node_modules ]; then
+# npm ci when node_modules is missing or older than the lockfile.
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
+fi
+
+if [ "$build_only" = 1 ]; then
+  # `make dev`: just the app in web/dist (VITE_* from the environment).
+  exec npm run build --silent
 fi
 
 npx vitest run
