@@ -87,15 +87,15 @@ descendants() {
 # kill_tree PIDFILE: TERM the process, its group and every descendant (firebase-tools starts
 # its java children detached, in their own sessions), then KILL whatever is left.
 kill_tree() {
-	local pidfile=$1 pid pids p i
+	local pidfile=$1 pid pids p
 	pid=$(cat "$pidfile" 2>/dev/null || true)
 	rm -f "$pidfile"
 	[ -n "$pid" ] || return 0
 	alive "$pid" || return 0
-	pids=("$pid" $(descendants "$pid"))
+	mapfile -t pids < <(echo "$pid"; descendants "$pid")
 	kill -TERM -- "-$pid" 2>/dev/null || true
 	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-	for i in $(seq 1 50); do
+	for _ in $(seq 1 50); do
 		local left=0
 		for p in "${pids[@]}"; do alive "$p" && left=1; done
 		[ $left = 0 ] && return 0
@@ -215,13 +215,16 @@ firestore_jar() {
 	echo "$jar 21"
 }
 
+rules_id() { echo "$1 $(cksum <"$1" 2>/dev/null | cut -d' ' -f1)"; }
+
 # start_firestore NAME PORT [RULES]
 start_firestore() {
 	local name=$1 port=$2 rules=${3:-} pidfile log jm jar min java args t0
 	pidfile="$STATE/$name.pid"
 	log="$STATE/$name.log"
 	if alive "$(cat "$pidfile" 2>/dev/null || true)" && firestore_up "$port"; then
-		if [ -z "$rules" ] || [ "$(cat "$STATE/$name.rules" 2>/dev/null)" = "$rules" ]; then
+		# The emulator reads --rules once: reuse it only for the same file with the same content.
+		if [ -z "$rules" ] || [ "$(cat "$STATE/$name.rules" 2>/dev/null)" = "$(rules_id "$rules")" ]; then
 			say "$name already running on $HOST:$port (reused)"
 			return 0
 		fi
@@ -244,7 +247,7 @@ start_firestore() {
 	if [ -n "$rules" ]; then
 		[ -f "$rules" ] || die "rules file $rules not found"
 		args+=(--rules "$rules")
-		echo "$rules" >"$STATE/$name.rules"
+		rules_id "$rules" >"$STATE/$name.rules"
 	fi
 	t0=$(date +%s%N)
 	setsid "$java" "${args[@]}" >"$log" 2>&1 </dev/null 9>&- &
