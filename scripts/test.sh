@@ -31,9 +31,14 @@ emulators_up=""
 start_emulators() {
 	[ -n "$emulators_up" ] && return
 	say "emulators"
-	eval "$(scripts/emulators.sh start)"
+	if scripts/emulators.sh status >/dev/null 2>&1; then
+		# Reuse the ones `make dev` runs, and leave them running.
+		eval "$(scripts/emulators.sh env)"
+	else
+		eval "$(scripts/emulators.sh start)"
+		trap 'scripts/emulators.sh stop >/dev/null 2>&1 || true' EXIT
+	fi
 	emulators_up=1
-	trap 'scripts/emulators.sh stop >/dev/null 2>&1 || true' EXIT
 }
 
 gotest() {
