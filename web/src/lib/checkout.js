@@ -46,9 +46,10 @@ export function clearPending(storage) {
  * Whether the account now shows the purchase: a subscription is shown by the
  * plan and a live subscription for it; a one-off purchase by more credits than before.
  */
-export function purchaseShown(pending, user) {
+export function purchaseShown(pending, user, first = null) {
   if (!user) return false
-  if (!pending) return true
+  // Nothing remembered (another tab or host): wait for any change to the account.
+  if (!pending) return !!first && accountChanged(first, user)
   if (pending.subscribe) {
     const sub = user.subscription
     return user.plan === pending.plan && !!sub && sub.plan === pending.plan && sub.status !== 'incomplete'
@@ -79,4 +80,10 @@ export async function pollUntil(load, done, { intervalMs = 1000, timeoutMs = 30_
   }
   if (lastErr && value === undefined) throw lastErr
   return { value, done: false }
+}
+
+/** Whether plan, credits or subscription differ between two loads of the account. */
+export function accountChanged(a, b) {
+  const sub = (u) => JSON.stringify(u?.subscription ?? null)
+  return a?.plan !== b?.plan || a?.credits !== b?.credits || sub(a) !== sub(b)
 }

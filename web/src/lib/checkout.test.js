@@ -32,9 +32,16 @@ describe('purchaseShown', () => {
     ['subscription applied', sub, { plan: 'Basic', credits: 1000, subscription: { plan: 'Basic', status: 'active' } }, true],
     ['one-off not yet applied', once, { plan: 'Free', credits: 10 }, false],
     ['one-off applied', once, { plan: 'Free', credits: 1010 }, true],
-    ['nothing pending: any account will do', null, { plan: 'Free', credits: 0 }, true],
     ['no account yet', sub, null, false],
   ])('%s', (_, pending, user, want) => expect(purchaseShown(pending, user)).toBe(want))
+
+  it('with nothing remembered, waits for any change from the first load', () => {
+    const first = { plan: 'Free', credits: 0, subscription: null }
+    expect(purchaseShown(null, first, first)).toBe(false)
+    expect(purchaseShown(null, { ...first }, null)).toBe(false)
+    expect(purchaseShown(null, { ...first, credits: 1000 }, first)).toBe(true)
+    expect(purchaseShown(null, { ...first, subscription: { plan: 'Basic', status: 'active' } }, first)).toBe(true)
+  })
 })
 
 describe('pollUntil', () => {
