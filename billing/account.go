@@ -91,6 +91,8 @@ type Account struct {
 // NewAccount returns a Free account with its first Free grant, expiring a
 // week from now when the next one is due.
 func NewAccount(uid, email string, free Plan, now time.Time) *Account {
+	// Stores keep microseconds; the chain's times must survive a round trip.
+	now = now.Truncate(time.Microsecond)
 	a := &Account{UID: uid, Email: email, Plan: PlanFree, FreeAnchor: now, CreatedAt: now}
 	a.grantFree(0, free, now)
 	return a

@@ -15,6 +15,7 @@ import (
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/internal/emulator"
 	"github.com/paymeter/paymeter/store"
+	"github.com/paymeter/paymeter/tasks/taskstest"
 )
 
 var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
@@ -315,4 +316,13 @@ func TestLedgerAndUsage(t *testing.T) {
 	if got := strings.Join(kinds, " "); got != "grant+50 expiry-41 grant+50" {
 		t.Fatalf("ledger, newest first = %q", got)
 	}
+}
+
+// The Free chain's scenarios (60 weeks, duplicate and failed deliveries,
+// pause and resume, reconcile) on Firestore.
+func TestFreeChainOnFirestore(t *testing.T) {
+	taskstest.RunChain(t, func(t *testing.T) taskstest.Store {
+		s, _ := newStore(t)
+		return s
+	})
 }
