@@ -57,7 +57,7 @@ function account(uid, email) {
     a = {
       uid, email, plan: 'Free', customerId: id('cus_', 6), subscription: null, nextGrantAt: t + 7 * DAY,
       grants: [{ source: 'free', remaining: 50, expiresAt: t + 7 * DAY }],
-      usage: new Map(), ledger: [{ kind: 'grant', source: 'free', amount: 50, at: t }],
+      usage: new Map(), ledger: [{ id: `grant-free-${t}`, kind: 'grant', source: 'free', credits: 50, at: t, expiresAt: t + 7 * DAY, note: '' }],
     }
     accounts.set(uid, a)
   }
@@ -73,9 +73,9 @@ function userJSON(a) {
     grants: live.map((g) => ({ source: g.source, remaining: g.remaining, expiresAt: g.expiresAt === null ? null : iso(g.expiresAt) })),
   }
 }
-function grant(a, source, amount, expiresAt, plan) {
+function grant(a, source, amount, expiresAt, note) {
   a.grants.push({ source, remaining: amount, expiresAt })
-  a.ledger.push({ kind: 'grant', source, plan, amount, at: now() })
+  a.ledger.push({ id: id('grant-', 6), kind: 'grant', source, credits: amount, at: now(), expiresAt, note })
 }
 
 // ---- http helpers
@@ -297,7 +297,10 @@ async function handleApi(req, res, url) {
     if (process.env.FAKE_HISTORY !== '0') days.push({ date: iso(now() - 3 * DAY).slice(0, 10), credits: 12 }, { date: iso(now() - 9 * DAY).slice(0, 10), credits: 30 })
     return send(res, 200, { days })
   }
-  if (route === 'GET /api/ledger' && LEDGER) return send(res, 200, { entries: a.ledger.map((e) => ({ ...e, at: iso(e.at) })).reverse() })
+  if (route === 'GET /api/ledger' && LEDGER) {
+    const entries = a.ledger.map((e) => ({ ...e, at: iso(e.at), ...(e.expiresAt ? { expiresAt: iso(e.expiresAt) } : { expiresAt: undefined }) }))
+    return send(res, 200, { entries: entries.reverse() })
+  }
   return fail(res, 404, 'not_found', 'No such API route.')
 }
 
@@ -311,9 +314,9 @@ function complete(s) {
   if (s.subscribe) {
     a.plan = plan.name
     a.subscription = { plan: plan.name, status: 'active', currentPeriodEnd: t + 30 * DAY, cancelAtPeriodEnd: false, id: id('sub_', 8) }
-    grant(a, 'subscription', plan.credits, t + 30 * DAY, plan.name)
+    grant(a, 'subscription', plan.credits, t + 30 * DAY, `${plan.name}, monthly`)
   } else {
-    grant(a, 'top-up', plan.credits, null, plan.name)
+    grant(a, 'topup', plan.credits, null, `${plan.name}, once`)
   }
 }
 async function handleDev(req, res, url) {

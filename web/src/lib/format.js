@@ -133,48 +133,55 @@ export function describeSubscription(sub, opts = {}) {
 }
 
 /**
- * A ledger entry in plain words. The ledger endpoint is not yet in the
- * contract, so this reads what it can: kind/type, amount, source, plan, at/createdAt.
+ * A ledger entry in plain words: {when, text, sign}. The server's entries are
+ * {id, kind: grant|expiry|clawback, source, credits (signed), grantId, at,
+ * expiresAt, note}; older or other shapes (amount, type, createdAt, reason)
+ * are read too.
  */
 export function describeLedgerEntry(entry, opts = {}) {
   const kind = String(entry?.kind || entry?.type || '').toLowerCase()
-  const amount = Math.abs(Number(entry?.amount ?? entry?.credits ?? 0))
-  const credits = formatCredits(amount)
-  const from = entry?.plan ? `${entry.plan} ${sourceName(entry?.source).toLowerCase()}` : sourceName(entry?.source).toLowerCase()
+  const raw = Number(entry?.credits ?? entry?.amount ?? 0)
+  const credits = formatCredits(Math.abs(raw))
+  const src = sourceName(entry?.source)
+  const from = entry?.plan ? `${entry.plan} ${src.toLowerCase()}` : src.toLowerCase()
   const when = formatDate(entry?.at || entry?.createdAt || entry?.time, opts)
+  const note = String(entry?.note || '').trim()
   let text
+  let extra = note
   switch (kind) {
     case 'grant':
       text = `Received ${credits} (${from})`
+      if (entry?.expiresAt) text += `, expiring ${formatDate(entry.expiresAt, opts)}`
       break
     case 'expiry':
     case 'expire':
     case 'expired':
-      text = `${credits} expired (${from})`
+      text = `${credits} expired unused (${from})`
+      if (/expired/i.test(note)) extra = ''
       break
     case 'clawback':
-      text = String(entry?.reason || '').toLowerCase() === 'dispute'
-        ? `${credits} taken back after a payment dispute (${from})`
-        : `${credits} taken back after a refund (${from})`
-      break
     case 'refund':
-      text = `${credits} taken back after a refund (${from})`
+    case 'dispute': {
+      // "Taken back: payment refunded" -> "payment refunded"
+      let reason = note.replace(/^taken back:\s*/i, '')
+      if (!reason) reason = kind === 'dispute' || String(entry?.reason).toLowerCase() === 'dispute' ? 'payment disputed' : 'payment refunded'
+      text = `${credits} taken back (${from}): ${reason}`
+      extra = ''
       break
-    case 'dispute':
-      text = `${credits} taken back after a payment dispute (${from})`
-      break
+    }
     case 'debit':
     case 'usage':
       text = `Used ${credits}`
       break
     case 'adjustment':
-      text = `${Number(entry?.amount) < 0 ? 'Removed' : 'Added'} ${credits} (adjustment)`
+      text = `${raw < 0 ? 'Removed' : 'Added'} ${credits} (adjustment)`
       break
     default:
-      text = `${kind ? kind.replace(/_/g, ' ') : 'Change'}: ${Number(entry?.amount) < 0 ? '-' : ''}${credits}`
+      text = `${kind ? kind.replace(/_/g, ' ') : 'Change'}: ${raw < 0 ? '-' : ''}${credits}`
   }
-  if (entry?.note) text += ` — ${entry.note}`
-  return { when, text, sign: ['grant'].includes(kind) || (kind === 'adjustment' && Number(entry?.amount) >= 0) ? '+' : '-' }
+  if (extra) text += ` — ${extra}`
+  const negative = raw < 0 || ['expiry', 'expire', 'expired', 'clawback', 'refund', 'dispute', 'debit', 'usage'].includes(kind)
+  return { when, text, sign: negative ? '-' : '+' }
 }
 
 /** A key's prefix as shown in lists: "pm_abc123…". */

@@ -91,16 +91,20 @@ describe('describeSubscription', () => {
 })
 
 describe('describeLedgerEntry', () => {
+  const at = '2026-11-26T00:00:00Z'
   it.each([
-    [{ kind: 'grant', source: 'free', amount: 50, at: '2026-11-26T00:00:00Z' }, '+', 'Received 50 credits (free weekly allowance)'],
-    [{ kind: 'grant', source: 'subscription', plan: 'Basic', amount: 1000, at: '2026-11-26T00:00:00Z' }, '+', 'Received 1,000 credits (Basic subscription)'],
-    [{ kind: 'expiry', source: 'free', amount: -12, at: '2026-11-26T00:00:00Z' }, '-', '12 credits expired (free weekly allowance)'],
-    [{ type: 'refund', source: 'top-up', amount: -1000, createdAt: '2026-11-26T00:00:00Z' }, '-', '1,000 credits taken back after a refund (one-off purchase)'],
-    [{ kind: 'clawback', reason: 'dispute', source: 'subscription', plan: 'Power', amount: -900, at: '2026-11-26T00:00:00Z' }, '-', '900 credits taken back after a payment dispute (Power subscription)'],
-    [{ kind: 'clawback', source: 'top-up', amount: -1000, at: '2026-11-26T00:00:00Z' }, '-', '1,000 credits taken back after a refund (one-off purchase)'],
-    [{ kind: 'dispute', source: 'top-up', amount: -5, at: '2026-11-26T00:00:00Z' }, '-', '5 credits taken back after a payment dispute (one-off purchase)'],
-    [{ kind: 'adjustment', amount: 7, at: '2026-11-26T00:00:00Z', note: 'goodwill' }, '+', 'Added 7 credits (adjustment) — goodwill'],
-    [{ kind: 'mystery_move', amount: -3, at: '2026-11-26T00:00:00Z' }, '-', 'mystery move: -3 credits'],
+    [{ kind: 'grant', source: 'free', credits: 50, at, expiresAt: '2026-12-03T00:00:00Z', note: '' }, '+', 'Received 50 credits (free weekly allowance), expiring 3 Dec 2026'],
+    [{ kind: 'grant', source: 'subscription', credits: 1000, at, expiresAt: '2026-12-26T00:00:00Z', note: 'Basic, monthly' }, '+', 'Received 1,000 credits (subscription), expiring 26 Dec 2026 — Basic, monthly'],
+    [{ kind: 'grant', source: 'topup', credits: 1000, at }, '+', 'Received 1,000 credits (one-off purchase)'],
+    [{ kind: 'expiry', source: 'free', credits: -12, at, note: 'Free credits expired' }, '-', '12 credits expired unused (free weekly allowance)'],
+    [{ kind: 'clawback', source: 'topup', credits: -1000, at, note: 'Taken back: payment refunded' }, '-', '1,000 credits taken back (one-off purchase): payment refunded'],
+    [{ kind: 'clawback', source: 'subscription', credits: -900, at, note: 'Taken back: payment disputed' }, '-', '900 credits taken back (subscription): payment disputed'],
+    [{ kind: 'clawback', source: 'topup', credits: -500, at, note: 'Taken back: 50% of the payment refunded' }, '-', '500 credits taken back (one-off purchase): 50% of the payment refunded'],
+    [{ kind: 'clawback', reason: 'dispute', source: 'topup', amount: -5, at }, '-', '5 credits taken back (one-off purchase): payment disputed'],
+    [{ type: 'refund', source: 'top-up', amount: -7, createdAt: at }, '-', '7 credits taken back (one-off purchase): payment refunded'],
+    [{ kind: 'grant', source: 'subscription', plan: 'Basic', amount: 1000, at }, '+', 'Received 1,000 credits (Basic subscription)'],
+    [{ kind: 'adjustment', credits: 7, at, note: 'goodwill' }, '+', 'Added 7 credits (adjustment) — goodwill'],
+    [{ kind: 'mystery_move', credits: -3, at }, '-', 'mystery move: -3 credits'],
   ])('%o', (entry, sign, text) => {
     const d = describeLedgerEntry(entry, utc)
     expect(d.text).toBe(text)
