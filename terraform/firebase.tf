@@ -36,12 +36,14 @@ data "google_firebase_web_app_config" "web" {
 }
 
 # With the default site_id (the project ID) this adopts the site that Firebase
-# provisions for the project rather than creating another.
+# provisions for the project rather than creating another; a project's
+# default site cannot be deleted, so destroy leaves it be.
 resource "google_firebase_hosting_site" "web" {
-  provider = google-beta
-  project  = var.project_id
-  site_id  = local.hosting_site_id
-  app_id   = google_firebase_web_app.web.app_id
+  provider        = google-beta
+  project         = var.project_id
+  site_id         = local.hosting_site_id
+  app_id          = google_firebase_web_app.web.app_id
+  deletion_policy = local.hosting_site_id == var.project_id ? "ABANDON" : "DELETE"
 }
 
 # Firebase Auth, configured through Identity Platform (the same service;

@@ -3,9 +3,11 @@ output "site_url" {
   value       = local.public_url
 }
 
+# Known before the function exists (it depends on variables only), so the
+# Stripe endpoint and its signing secret can be made before the first deploy.
 output "webhook_url" {
   description = "The endpoint to register in Stripe (Developers > Webhooks) for the events listed in README.md."
-  value       = google_cloudfunctions2_function.fn["webhook"].url
+  value       = local.function_url["webhook"]
 }
 
 output "function_urls" {
@@ -40,4 +42,18 @@ output "firebase_web_config" {
     projectId  = var.project_id
     appId      = google_firebase_web_app.web.app_id
   }
+}
+
+output "web_build_env" {
+  description = "Shell exports of the web app's build-time Firebase settings: eval \"$(terraform output -raw web_build_env)\" before npm run build."
+  value = join("", [for k, v in {
+    VITE_FIREBASE_PROJECT_ID  = var.project_id
+    VITE_FIREBASE_API_KEY     = data.google_firebase_web_app_config.web.api_key
+    VITE_FIREBASE_AUTH_DOMAIN = trimsuffix(trimprefix(local.public_url, "https://"), "/")
+  } : "export ${k}='${v}'\n"])
+}
+
+output "project_id" {
+  description = "The project deployed into (deploy.sh reads it)."
+  value       = var.project_id
 }

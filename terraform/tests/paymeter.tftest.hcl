@@ -131,6 +131,21 @@ run "defaults" {
     error_message = "Every function must get TASKS_*, PUBLIC_URL and GOOGLE_CLOUD_PROJECT from the deployment (every init wires both task handlers)."
   }
 
+  # Every setting config/ reads in production is set; the dev-only ones are not.
+  assert {
+    condition = alltrue([for fn in google_cloudfunctions2_function.fn : (
+      length(setsubtract([
+        "GOOGLE_CLOUD_PROJECT", "PUBLIC_URL", "CORS_ORIGINS", "METER_COSTS", "LOG_FORMAT", "TASKS_QUEUE",
+        "TASKS_GRANT_URL", "TASKS_SERVICE_ACCOUNT", "TASKS_AUDIENCE", "TASKS_RECONCILE_URL",
+      ], keys(fn.service_config[0].environment_variables))) == 0 &&
+      length(setintersection(["TASKS_SECRET", "FIRESTORE_EMULATOR_HOST", "FIREBASE_AUTH_EMULATOR_HOST"], keys(fn.service_config[0].environment_variables))) == 0 &&
+      fn.service_config[0].environment_variables["CORS_ORIGINS"] == "https://paymeter-test.web.app" &&
+      fn.service_config[0].environment_variables["METER_COSTS"] == "/api/meter=1" &&
+      fn.service_config[0].environment_variables["LOG_FORMAT"] == "json"
+    )])
+    error_message = "Every function must get the production settings config/ reads, and none of the local-only ones (TASKS_SECRET, emulator hosts)."
+  }
+
   assert {
     condition     = google_cloud_tasks_queue.grants.retry_config[0].max_attempts > 1 && google_cloud_tasks_queue.grants.retry_config[0].max_retry_duration != "0s"
     error_message = "The grant queue must retry failed grants."
@@ -176,8 +191,59 @@ run "defaults" {
   }
 
   assert {
-    condition     = output.webhook_url == google_cloudfunctions2_function.fn["webhook"].url && length(output.function_urls) == 8
+    condition     = output.webhook_url == "https://europe-west2-paymeter-test.cloudfunctions.net/webhook" && length(output.function_urls) == 8
     error_message = "Outputs must give the webhook URL and every function URL."
+  }
+
+  assert {
+    condition     = strcontains(output.web_build_env, "export VITE_FIREBASE_PROJECT_ID='paymeter-test'\n") && strcontains(output.web_build_env, "export VITE_FIREBASE_AUTH_DOMAIN='paymeter-test.web.app'\n")
+    error_message = "web_build_env must export the web app's Firebase settings."
+  }
+}
+
+# Hosting (firebase.json) sends the contract's API paths to the functions
+# deployed here: each functionId is a public function of this configuration
+# in var.region's default, the task handlers are unreachable through the
+# site, and everything else falls back to the web app.
+run "hosting_rewrites_match_the_functions" {
+  command = plan
+
+  assert {
+    condition = alltrue([for r in jsondecode(file("${path.module}/../firebase.json")).hosting.rewrites :
+      contains(keys(google_cloud_run_v2_service_iam_member.public), r.function.functionId) && r.function.region == var.region
+    if can(r.function)])
+    error_message = "Every functionId in firebase.json must name a public function of local.functions (functions.tf), in the default region."
+  }
+
+  assert {
+    condition = {
+      for r in jsondecode(file("${path.module}/../firebase.json")).hosting.rewrites : r.source => r.function.functionId if can(r.function)
+      } == {
+      "/api/plans"          = "user"
+      "/api/user"           = "user"
+      "/api/keys"           = "user"
+      "/api/keys/**"        = "user"
+      "/api/usage"          = "user"
+      "/api/ledger"         = "user"
+      "/api/checkout"       = "checkout"
+      "/api/cancel"         = "cancel"
+      "/api/portal"         = "portal"
+      "/api/stripe/webhook" = "webhook"
+      "/api/meter"          = "meter"
+    }
+    error_message = "firebase.json must rewrite exactly the contract's public API paths to their functions (and no task handler path)."
+  }
+
+  assert {
+    condition = alltrue([for metered in keys(var.meter_costs) : contains([
+      for r in jsondecode(file("${path.module}/../firebase.json")).hosting.rewrites : r.source if try(r.function.functionId, "") == "meter"
+    ], metered)])
+    error_message = "Every metered path in meter_costs needs a firebase.json rewrite to the meter function."
+  }
+
+  assert {
+    condition     = jsondecode(file("${path.module}/../firebase.json")).hosting.rewrites[length(jsondecode(file("${path.module}/../firebase.json")).hosting.rewrites) - 1] == { source = "**", destination = "/index.html" }
+    error_message = "The last rewrite must send every other path to the web app (** -> /index.html)."
   }
 }
 
