@@ -81,9 +81,26 @@ run "build-source.sh" "$tf_dir/build-source.sh" "$work/source.zip"
 export TF_VAR_source_zip="$work/source.zip"
 # The zip alone must hold every package the root package imports, as the Go
 # buildpack builds it alone (go vet and go test compile the code itself).
+unzip -Z1 "$work/source.zip" >"$work/zip.list"
+grep -qx go.mod "$work/zip.list" || { step "FAIL: the source zip has no go.mod at its root"; exit 1; }
+if grep -E '(^|/)(node_modules|\.emulators|\.git|\.terraform)/|\.tfstate|\.tfvars|_test\.go$|^(web|tools|terraform|cmd|scripts)/' "$work/zip.list"; then
+  step "FAIL: the source zip holds the files above, which no function needs (see build-source.sh)"
+  exit 1
+fi
 mkdir -p "$work/source"
 run "unzip source" unzip -q "$work/source.zip" -d "$work/source"
 (cd "$work/source" && run "source zip holds every package the root imports (go list -deps; see build-source.sh)" go list -mod=readonly -deps . )
+# Every setting config/ reads is either set by Terraform, a Stripe secret, or
+# local-only; a new one must be added to functions.tf (or to this list).
+local_only=" TASKS_SECRET PORT MAX_BODY_BYTES "
+settings=$(grep -o 'get("[A-Z_]*"' "$root/config/config.go" | cut -d'"' -f2 | sort -u)
+[ -n "$settings" ] || { step "FAIL: found no get(\"NAME\", ...) settings in config/config.go"; exit 1; }
+for name in $settings; do
+  case $local_only in *" $name "*) continue ;; esac
+  grep -qw "$name" "$tf_dir/functions.tf" "$tf_dir/secrets.tf" ||
+    { step "FAIL: config/config.go reads $name, which terraform/functions.tf does not set"; exit 1; }
+done
+
 if [ -f "$root/firestore.rules" ]; then
   export TF_VAR_firestore_rules_file="$root/firestore.rules"
 else
