@@ -296,11 +296,11 @@ button.secondary{background:#fff;color:#635bff}form{display:inline}section{borde
 {{if ne .Sub.Status "canceled"}}
 {{range .Others}}
 <form method="post" action="/dev/subscriptions/{{$sub.ID}}/update"><input type="hidden" name="plan" value="{{.}}">
-<button type="submit" id="change-{{.}}" aria-label="Change plan to {{.}}">Change to {{.}}</button></form>
+<button type="submit" id="change-{{.}}" aria-label="Change to {{.}}">Change to {{.}}</button></form>
 {{end}}
 {{if not .Sub.CancelAtPeriodEnd}}
 <form method="post" action="/dev/subscriptions/{{.ID}}/cancel"><input type="hidden" name="atPeriodEnd" value="true">
-<button type="submit" class="secondary" id="cancel-at-period-end" aria-label="Cancel at the end of the period">Cancel at period end</button></form>
+<button type="submit" class="secondary" id="cancel-at-period-end" aria-label="Cancel at period end">Cancel at period end</button></form>
 {{end}}
 <form method="post" action="/dev/subscriptions/{{.ID}}/cancel"><input type="hidden" name="atPeriodEnd" value="false">
 <button type="submit" class="secondary" id="cancel-now" aria-label="Cancel now">Cancel now</button></form>
