@@ -113,6 +113,7 @@ run "terraform fmt -check -recursive (run terraform fmt -recursive terraform/)" 
 run "terraform validate" terraform validate -no-color
 run "terraform test" terraform test -no-color
 result=$(grep -Eo '[0-9]+ passed, [0-9]+ failed' "$work/out" | tail -1)
+run "deploy.sh Stripe steps with stand-in gcloud and curl (tests/deploy_test.sh)" "$tf_dir/tests/deploy_test.sh"
 
 # Negative control: the same configuration with one argument misspelled must
 # fail validation, or the checks above prove nothing.
