@@ -187,6 +187,7 @@ resource "google_cloudfunctions2_function" "fn" {
   depends_on = [
     google_project_iam_member.build,
     google_project_iam_member.functions_firestore,
+    google_project_iam_member.functions_auth_viewer,
     google_secret_manager_secret_iam_member.functions_read_stripe,
   ]
 }

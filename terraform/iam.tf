@@ -33,6 +33,15 @@ resource "google_project_iam_member" "functions_firestore" {
   member  = google_service_account.functions.member
 }
 
+# Functions: look up the user behind an ID token. firebaseauth/ verifies
+# tokens with VerifyIDTokenAndCheckRevoked, which reads the user record
+# (firebaseauth.users.get) to refuse revoked sessions and disabled users.
+resource "google_project_iam_member" "functions_auth_viewer" {
+  project = var.project_id
+  role    = "roles/firebaseauth.viewer"
+  member  = google_service_account.functions.member
+}
+
 # Functions: add tasks to the grant queue, and only that queue.
 resource "google_cloud_tasks_queue_iam_member" "functions_enqueue" {
   project  = var.project_id

@@ -112,6 +112,19 @@ run "defaults" {
     error_message = "min_instance_count must default to 0."
   }
 
+  # Least privilege: the roles the code's calls need, on the project, and no more.
+  assert {
+    condition = (
+      google_project_iam_member.functions_firestore.role == "roles/datastore.user" &&
+      google_project_iam_member.functions_auth_viewer.role == "roles/firebaseauth.viewer" &&
+      google_cloud_tasks_queue_iam_member.functions_enqueue.role == "roles/cloudtasks.enqueuer" &&
+      google_service_account_iam_member.functions_act_as_tasks.role == "roles/iam.serviceAccountUser" &&
+      alltrue([for m in [google_project_iam_member.functions_firestore, google_project_iam_member.functions_auth_viewer,
+      google_cloud_tasks_queue_iam_member.functions_enqueue, google_service_account_iam_member.functions_act_as_tasks] : m.member == google_service_account.functions.member])
+    )
+    error_message = "The functions' account needs Firestore (datastore.user), Auth user lookups (firebaseauth.viewer), enqueue on the grant queue and actAs on the task caller."
+  }
+
   assert {
     condition     = alltrue([for fn in google_cloudfunctions2_function.fn : fn.service_config[0].service_account_email == google_service_account.functions.email])
     error_message = "Every function must run as the functions service account."
