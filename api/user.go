@@ -108,7 +108,9 @@ func UserJSON(a *billing.Account, now time.Time) any { return toUserJSON(a, now)
 func toUserJSON(a *billing.Account, now time.Time) userJSON {
 	u := userJSON{UID: a.UID, Email: a.Email, Plan: a.Plan, Credits: a.Balance(now),
 		NextGrantAt: timeOrNil(a.NextGrantAt), Grants: []grantJSON{}}
-	if sub := a.Subscription; sub != nil {
+	// An ended subscription is kept on the account (late events are ordered
+	// against it) but the user has none.
+	if sub := a.Subscription; sub != nil && sub.Status != "canceled" && sub.Status != "incomplete_expired" {
 		u.Subscription = &subscriptionJSON{Plan: sub.Plan, Status: sub.Status,
 			CurrentPeriodEnd: sub.CurrentPeriodEnd.UTC(), CancelAtPeriodEnd: sub.CancelAtPeriodEnd}
 	}

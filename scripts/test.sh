@@ -55,7 +55,7 @@ bench() {
 
 e2e() {
 	start_emulators
-	say "end to end in chromium"
+	say "web app: units, build, and the journey in chromium against the dev server"
 	bash scripts/e2e.sh
 }
 
@@ -71,8 +71,6 @@ all)
 	gotest
 	say "terraform"
 	bash terraform/test.sh
-	say "web app"
-	bash web/test.sh
 	e2e
 	say "all tests passed"
 	;;
