@@ -6,8 +6,10 @@
 #   terraform/deploy.sh secrets         enable the APIs, create the two empty Stripe secrets,
 #                                       print the webhook URL to register in Stripe
 #   terraform/deploy.sh stripe-key      add the Stripe secret key (STRIPE_SECRET_KEY or a prompt)
-#   terraform/deploy.sh stripe-webhook  create the Stripe webhook endpoint and store its signing
-#                                       secret (or, with STRIPE_WEBHOOK_SECRET set, store that)
+#   terraform/deploy.sh stripe-webhook  create the Stripe webhook endpoint, store its signing secret
+#   terraform/deploy.sh stripe-webhook-secret
+#                                       or store the signing secret of an endpoint made in the
+#                                       Stripe Dashboard (STRIPE_WEBHOOK_SECRET or a prompt)
 #   terraform/deploy.sh apply           build the source zip, terraform apply everything
 #   terraform/deploy.sh plans-sync      sync the plan catalog to Stripe and Firestore
 #   terraform/deploy.sh web             build web/ and deploy it to Firebase Hosting
@@ -59,15 +61,18 @@ add_version() {
   say "added a version of $1"
 }
 
-# secret_value ENV PREFIX: the value of ENV, or a prompt for it; it must start with PREFIX.
+# secret_value ENV PREFIXES: the value of ENV, or a prompt for it; it must
+# start with one of the space-separated PREFIXES.
 secret_value() {
-  local value=${!1:-}
+  local value=${!1:-} prefix
   if [ -z "$value" ]; then
-    read -rsp "$1 ($2..., not echoed): " value </dev/tty
+    read -rsp "$1 (${2// /... or }..., not echoed): " value </dev/tty
     echo >&2
   fi
-  case $value in "$2"*) ;; *) die "$1 should start with $2" ;; esac
-  printf '%s' "$value"
+  for prefix in $2; do
+    case $value in "$prefix"?*) printf '%s' "$value" && return ;; esac
+  done
+  die "$1 should start with ${2// / or }"
 }
 
 # stripe METHOD PATH [curl args]: calls the Stripe API with the secret key
@@ -104,23 +109,24 @@ secrets)
   ;;
 stripe-key)
   need gcloud "the Google Cloud CLI"
-  value=$(secret_value STRIPE_SECRET_KEY sk_)
+  value=$(secret_value STRIPE_SECRET_KEY "sk_ rk_")
   add_version stripe-secret-key "$value"
+  ;;
+stripe-webhook-secret)
+  need gcloud "the Google Cloud CLI"
+  value=$(secret_value STRIPE_WEBHOOK_SECRET whsec_)
+  add_version stripe-webhook-secret "$value"
   ;;
 stripe-webhook)
   need gcloud "the Google Cloud CLI"
-  if [ -n "${STRIPE_WEBHOOK_SECRET:-}" ]; then
-    value=$(secret_value STRIPE_WEBHOOK_SECRET whsec_)
-    add_version stripe-webhook-secret "$value"
-    exit 0
-  fi
   need curl "to call the Stripe API"
   has_version stripe-secret-key || die "add the Stripe secret key first: deploy.sh stripe-key"
   url=$(tf_eval 'local.function_url["webhook"]')
   case $url in https://*/webhook) ;; *) die "cannot work out the webhook URL (got: $url)" ;; esac
-  if stripe GET "webhook_endpoints?limit=100" | tr -d " " | grep -qF "\"url\":\"$url\""; then
+  existing=$(stripe GET "webhook_endpoints?limit=100") || die "cannot list the Stripe webhook endpoints: $existing"
+  if tr -d ' ' <<<"$existing" | grep -qF "\"url\":\"$url\""; then
     die "Stripe already has an endpoint for $url, and shows its signing secret only in the Dashboard:
-  copy it from Developers > Webhooks and run STRIPE_WEBHOOK_SECRET=whsec_... deploy.sh stripe-webhook (or delete that endpoint and rerun)"
+  copy it from Developers > Webhooks and run deploy.sh stripe-webhook-secret (or delete that endpoint and rerun)"
   fi
   version=$(stripe_api_version)
   [ -n "$version" ] || die "cannot read the Stripe API version of stripe-go"
@@ -173,7 +179,7 @@ destroy)
   tf destroy -var deletion_protection=false "$@"
   ;;
 *)
-  sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
   [ -z "$cmd" ] || exit 2
   ;;
 esac

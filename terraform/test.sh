@@ -43,6 +43,7 @@ if compgen -G "$schema_dir/google-[0-9]*.schema.json.gz" >/dev/null &&
   export PAYMETER_TF_SCHEMA_DIR
   PAYMETER_TF_SCHEMA_DIR=$(cd "$schema_dir" && pwd)
   mode="schema-only provider, schemas from $PAYMETER_TF_SCHEMA_DIR"
+  schema_only=1
 
   # The provider and its own tests. One binary serves both providers: it
   # reads its type from its file name.
@@ -70,6 +71,7 @@ CONFIG
   export TF_CLI_CONFIG_FILE="$work/cli.tfrc"
 else
   mode="real providers from terraform init (no schema files in $schema_dir)"
+  schema_only=0
   export TF_DATA_DIR="$cache/data"
   (cd "$tf_dir" && run "terraform init" terraform init -backend=false -input=false -no-color)
 fi
@@ -113,7 +115,12 @@ run "terraform fmt -check -recursive (run terraform fmt -recursive terraform/)" 
 run "terraform validate" terraform validate -no-color
 run "terraform test" terraform test -no-color
 result=$(grep -Eo '[0-9]+ passed, [0-9]+ failed' "$work/out" | tail -1)
-run "deploy.sh Stripe steps with stand-in gcloud and curl (tests/deploy_test.sh)" "$tf_dir/tests/deploy_test.sh"
+# deploy.sh's Stripe steps, with stand-ins for gcloud and curl. It evaluates
+# the webhook URL with terraform console in a copy of this folder, which the
+# schema-only provider serves without terraform init.
+if [ "$schema_only" = 1 ]; then
+  run "deploy.sh Stripe steps with stand-in gcloud and curl (tests/deploy_test.sh)" "$tf_dir/tests/deploy_test.sh"
+fi
 
 # Negative control: the same configuration with one argument misspelled must
 # fail validation, or the checks above prove nothing.

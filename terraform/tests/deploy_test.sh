@@ -60,6 +60,11 @@ grep -v '^stdin:' "$LOG" | grep -q sk_test_typed && fail "stripe-key put the key
 STRIPE_SECRET_KEY=pk_test_wrong run stripe-key && fail "stripe-key accepted a publishable key"
 grep -q 'versions add' "$LOG" && fail "stripe-key stored a bad value"
 
+STRIPE_SECRET_KEY=rk_test_restricted run stripe-key || fail "stripe-key refused a restricted key: $(cat "$work/out")"
+STRIPE_WEBHOOK_SECRET=whsec_fromdashboard run stripe-webhook-secret || fail "stripe-webhook-secret: $(cat "$work/out")"
+grep -qx 'stdin: whsec_fromdashboard' "$LOG" || fail "stripe-webhook-secret did not store the secret through stdin"
+STRIPE_WEBHOOK_SECRET=sk_test_oops run stripe-webhook-secret && fail "stripe-webhook-secret accepted a key that is not whsec_"
+
 run stripe-webhook || fail "stripe-webhook: $(cat "$work/out")"
 post=$(grep ' POST ' "$LOG") || fail "stripe-webhook created no endpoint"
 for want in "url=$url" "api_version=2023-10-16" enabled_events[]=checkout.session.completed enabled_events[]=invoice.paid \
