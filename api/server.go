@@ -27,6 +27,8 @@ type Server struct {
 	Meter     billing.Meter
 	Events    billing.Events
 	Scheduler billing.Scheduler
+	Payments  billing.Payments
+	Webhooks  billing.WebhookVerifier
 	Auth      billing.TokenVerifier
 	Clock     billing.Clock
 	Random    io.Reader // crypto/rand.Reader in production
