@@ -765,7 +765,8 @@ func TestBug5FailuresCancellationsRefundsAndDisputesApply(t *testing.T) {
 			t.Errorf("portal cancel at period end not shown: %v", s)
 		}
 		w.must(w.do("POST", "/dev/subscriptions/"+sub+"/cancel", `{"atPeriodEnd":false}`), 200)
-		if u := w.user("u1"); u["plan"] != "Free" || u["subscription"].(map[string]any)["status"] != "canceled" || u["nextGrantAt"] == nil {
+		// An ended subscription reads as none.
+		if u := w.user("u1"); u["plan"] != "Free" || u["subscription"] != nil || u["nextGrantAt"] == nil {
 			t.Errorf("dashboard cancel: %v", u)
 		}
 
