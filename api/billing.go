@@ -16,7 +16,7 @@ func (s *Server) billingFunctions() []Function {
 		{Name: "Checkout", Paths: []string{"/api/checkout"}, Handler: s.wrap(only(http.MethodPost, s.signedIn(s.checkout)))},
 		{Name: "Cancel", Paths: []string{"/api/cancel"}, Handler: s.wrap(only(http.MethodPost, s.signedIn(s.cancel)))},
 		{Name: "Portal", Paths: []string{"/api/portal"}, Handler: s.wrap(only(http.MethodPost, s.signedIn(s.portal)))},
-		{Name: "Webhook", Paths: []string{"/api/stripe/webhook"}, Handler: s.wrap(only(http.MethodPost, s.webhook))},
+		{Name: "Webhook", Paths: []string{"/api/stripe/webhook"}, Handler: s.wrapLimit(only(http.MethodPost, s.webhook), max(s.Config.MaxBodyBytes, webhookBodyBytes))},
 	}
 }
 

@@ -86,7 +86,14 @@ func (m methodOnly) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // line, CORS for the configured origins and the request body cap.
 func (s *Server) Wrap(h http.Handler) http.Handler { return s.wrap(h) }
 
-func (s *Server) wrap(h http.Handler) http.Handler {
+func (s *Server) wrap(h http.Handler) http.Handler { return s.wrapLimit(h, s.Config.MaxBodyBytes) }
+
+// webhookBodyBytes caps Stripe's event bodies: an invoice with many lines is
+// larger than any request of ours.
+const webhookBodyBytes = 1 << 20
+
+// wrapLimit is wrap with a body cap of its own.
+func (s *Server) wrapLimit(h http.Handler, maxBody int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
@@ -100,7 +107,7 @@ func (s *Server) wrap(h http.Handler) http.Handler {
 		if !s.cors(rec, r) {
 			return
 		}
-		r.Body = http.MaxBytesReader(rec, r.Body, s.Config.MaxBodyBytes)
+		r.Body = http.MaxBytesReader(rec, r.Body, maxBody)
 		h.ServeHTTP(rec, r)
 	})
 }
