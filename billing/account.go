@@ -84,8 +84,12 @@ type Account struct {
 	// grant they take back from arrives.
 	Reversals map[string]Reversal `firestore:"reversals"`
 	CreatedAt time.Time           `firestore:"createdAt"`
+	// Leases are blocks of credits debited to function instances that spend
+	// them in memory (lease.go); they are not part of the balance.
+	Leases []Lease `firestore:"leases,omitempty"`
 
-	entries []Entry // ledger entries made since load, written with the account
+	entries []Entry  // ledger entries made since load, written with the account
+	settled []string // leases settled since load, whose lease documents go with the account
 }
 
 // NewAccount returns a Free account with its first Free grant, expiring a
