@@ -57,7 +57,7 @@ function account(uid, email) {
     a = {
       uid, email, plan: 'Free', customerId: id('cus_', 6), subscription: null, nextGrantAt: t + 7 * DAY,
       grants: [{ source: 'free', remaining: 50, expiresAt: t + 7 * DAY }],
-      usage: new Map(), ledger: [{ id: `grant-free-${t}`, kind: 'grant', source: 'free', credits: 50, at: t, expiresAt: t + 7 * DAY, note: '' }],
+      usage: new Map(), ledger: [{ id: `grant-free-${t}`, kind: 'grant', source: 'free', credits: 50, at: t, expiresAt: t + 7 * DAY, note: 'Weekly Free credits (week 1)' }],
     }
     accounts.set(uid, a)
   }
@@ -314,9 +314,9 @@ function complete(s) {
   if (s.subscribe) {
     a.plan = plan.name
     a.subscription = { plan: plan.name, status: 'active', currentPeriodEnd: t + 30 * DAY, cancelAtPeriodEnd: false, id: id('sub_', 8) }
-    grant(a, 'subscription', plan.credits, t + 30 * DAY, `${plan.name}, monthly`)
+    grant(a, 'subscription', plan.credits, t + 30 * DAY, `${plan.name} subscription credits until ${new Date(t + 30 * DAY).toUTCString().slice(5, 16)}`)
   } else {
-    grant(a, 'topup', plan.credits, null, `${plan.name}, once`)
+    grant(a, 'topup', plan.credits, null, `${plan.name} credits bought once, never expire`)
   }
 }
 async function handleDev(req, res, url) {

@@ -150,8 +150,14 @@ export function describeLedgerEntry(entry, opts = {}) {
   let extra = note
   switch (kind) {
     case 'grant':
-      text = `Received ${credits} (${from})`
-      if (entry?.expiresAt) text += `, expiring ${formatDate(entry.expiresAt, opts)}`
+      // The server's note already says what the grant is and until when.
+      if (note) {
+        text = `Received ${credits}: ${note}`
+        extra = ''
+      } else {
+        text = `Received ${credits} (${from})`
+        if (entry?.expiresAt) text += `, expiring ${formatDate(entry.expiresAt, opts)}`
+      }
       break
     case 'expiry':
     case 'expire':

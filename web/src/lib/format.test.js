@@ -94,7 +94,7 @@ describe('describeLedgerEntry', () => {
   const at = '2026-11-26T00:00:00Z'
   it.each([
     [{ kind: 'grant', source: 'free', credits: 50, at, expiresAt: '2026-12-03T00:00:00Z', note: '' }, '+', 'Received 50 credits (free weekly allowance), expiring 3 Dec 2026'],
-    [{ kind: 'grant', source: 'subscription', credits: 1000, at, expiresAt: '2026-12-26T00:00:00Z', note: 'Basic, monthly' }, '+', 'Received 1,000 credits (subscription), expiring 26 Dec 2026 — Basic, monthly'],
+    [{ kind: 'grant', source: 'subscription', credits: 1000, at, expiresAt: '2026-12-26T00:00:00Z', note: 'Basic subscription credits until 26 Dec 2026' }, '+', 'Received 1,000 credits: Basic subscription credits until 26 Dec 2026'],
     [{ kind: 'grant', source: 'topup', credits: 1000, at }, '+', 'Received 1,000 credits (one-off purchase)'],
     [{ kind: 'expiry', source: 'free', credits: -12, at, note: 'Free credits expired' }, '-', '12 credits expired unused (free weekly allowance)'],
     [{ kind: 'clawback', source: 'topup', credits: -1000, at, note: 'Taken back: payment refunded' }, '-', '1,000 credits taken back (one-off purchase): payment refunded'],
