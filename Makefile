@@ -50,3 +50,19 @@ plans-sync:
 
 plans-dry-run:
 	go run ./cmd/plans sync -dry-run
+
+## deploy-source: the function source zip (terraform/build/source.zip)
+deploy-source:
+	terraform/build-source.sh
+
+## deploy: terraform apply everything (first deploy: follow terraform/README.md)
+deploy:
+	terraform/deploy.sh apply
+
+## deploy-web: build web/ for production and deploy it to Firebase Hosting
+deploy-web:
+	terraform/deploy.sh web
+
+## destroy: tear the deployment down, Firestore data included
+destroy:
+	terraform/deploy.sh destroy
