@@ -351,7 +351,7 @@ async function handleDev(req, res, url) {
     return res.end(page('Billing portal (stand-in)', `<h1>Billing portal (offline stand-in)</h1>
 <p>Customer ${a.customerId}: plan ${a.plan}${a.subscription ? `, subscription ${a.subscription.status}${a.subscription.cancelAtPeriodEnd ? ', cancelling at period end' : ''}` : ', no subscription'}.</p>
 ${a.subscription ? `<form method="post" action="/dev/portal/${pm[1]}/cancel-at-period-end"><button type="submit">Cancel at period end</button></form>` : ''}
-<p><a class="b" href="/dashboard">Return to Paymeter</a></p>`))
+<p><a class="b" href="${publicOrigin(req)}/dashboard">Return to Paymeter</a></p>`))
   }
   const pc = /^\/dev\/portal\/([^/]+)\/cancel-at-period-end$/.exec(url.pathname)
   if (pc && req.method === 'POST') {

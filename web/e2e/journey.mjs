@@ -188,13 +188,25 @@ async function main() {
       await shot('dashboard-basic')
     })
 
-    await step('open billing', async () => {
+    await step('open billing, cancel at period end there, see it on the dashboard', async () => {
       await page.getByRole('button', { name: 'Manage billing' }).click()
       await page.waitForURL((u) => !u.href.startsWith(`${base}/dashboard`))
       await page.waitForLoadState('load')
       await shot('billing-portal')
-      await page.goto(`${base}/dashboard`)
-      await page.getByTestId('plan-name').waitFor()
+      await page.getByRole('button', { name: /^Cancel at (the end of the )?period( end)?$/ }).click()
+      await page.waitForLoadState('load')
+      await page.getByRole('link', { name: 'Return to Paymeter' }).click()
+      await page.waitForURL(`${base}/dashboard`)
+      // The portal's change reaches the API by webhook: allow it a moment.
+      for (let i = 0; i < 10; i++) {
+        if ((await page.getByTestId('sub-status').filter({ hasText: 'Cancelling' }).count()) > 0) break
+        await page.waitForTimeout(1000)
+        await page.reload()
+        await page.getByTestId('sub-status').waitFor()
+      }
+      await page.getByTestId('sub-status').filter({ hasText: 'Cancelling' }).waitFor({ timeout: 1000 })
+      await page.getByText(/Basic ends on .* and will not renew/).waitFor()
+      await shot('dashboard-cancelling')
     })
 
     await step('cancel back to Free', async () => {
