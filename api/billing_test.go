@@ -632,7 +632,7 @@ func TestWebhookTransientFailureAnswers5xxThenApplies(t *testing.T) {
 
 func TestWebhookTooLargeBodyWritesNothing(t *testing.T) {
 	w := newWorld(t, newMemStore(), true)
-	big := `{"id":"evt_big","pad":"` + strings.Repeat("x", 70_000) + `"}`
+	big := `{"id":"evt_big","pad":"` + strings.Repeat("x", 1<<20) + `"}`
 	res := w.deliver([]byte(big), time.Now())
 	if res.status != http.StatusRequestEntityTooLarge {
 		t.Errorf("status %d: %s", res.status, res.raw)
