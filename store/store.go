@@ -396,21 +396,19 @@ func (s *Store) SavePlans(ctx context.Context, c billing.Catalog) error {
 	return nil
 }
 
+// getAccount reads the account of uid in tx and settles its expired credit
+// leases (lease.go), so that a crashed instance's credits come back.
 func (s *Store) getAccount(tx *firestore.Transaction, uid string) (*billing.Account, error) {
-	if uid == "" {
-		return nil, billing.ErrNotFound
-	}
-	snap, err := tx.Get(s.account(uid))
-	if err != nil {
-		return nil, notFound(err)
-	}
-	return decodeAccount(snap)
+	return s.accountAt(tx, uid, time.Now())
 }
 
 func (s *Store) putAccount(tx *firestore.Transaction, a *billing.Account) {
 	// Set and Create only fail on encoding, which the account's types rule out.
 	_ = tx.Set(s.account(a.UID), a)
 	s.writeEntries(tx, a)
+	for _, id := range a.SettledLeases() {
+		_ = tx.Delete(s.lease(a.UID, id))
+	}
 }
 
 func (s *Store) writeEntries(tx *firestore.Transaction, a *billing.Account) {

@@ -1,0 +1,125 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/paymeter/paymeter/billing"
+	"github.com/paymeter/paymeter/store"
+)
+
+// topUp gives uid n more credits that never expire.
+func topUp(t *testing.T, s *store.Store, uid string, n int64) {
+	t.Helper()
+	_, err := s.UpdateAccount(context.Background(), uid, func(a *billing.Account) error {
+		a.AddGrant(billing.Grant{ID: "adj-" + uid, Source: billing.SourceAdjustment, Amount: n, Remaining: n}, t0, "test credits")
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// provisionNow provisions uid at the wall clock's now, which lease expiry
+// is measured against.
+func provisionNow(t *testing.T, s *store.Store, uid string) {
+	t.Helper()
+	if _, _, err := s.Provision(context.Background(), billing.Identity{UID: uid}, time.Now().Add(-2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func balance(t *testing.T, s *store.Store, uid string, now time.Time) int64 {
+	t.Helper()
+	a, err := s.Account(context.Background(), uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.Balance(now)
+}
+
+func TestLeaseSettlesWithTheUseItRecorded(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	provisionNow(t, s, "ada")
+	topUp(t, s, "ada", 1000) // 1,050 with the Free grant
+	now := time.Now()
+	l, bal, err := s.TakeLease(ctx, store.LeaseRequest{UID: "ada", ID: "i1-1", Owner: "i1", Want: 100, TTL: time.Minute}, now)
+	if err != nil || l.Amount != 100 || bal != 950 {
+		t.Fatalf("lease %+v balance %d: %v", l, bal, err)
+	}
+	for _, used := range []int64{10, 30} { // totals, as the manager flushes them
+		if err := s.RecordLeaseUse(ctx, "ada", l.ID, used, 20, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := balance(t, s, "ada", now); got != 950 {
+		t.Fatalf("balance while leased = %d", got)
+	}
+	if bal, err := s.ReturnLease(ctx, "ada", l.ID, now); err != nil || bal != 1020 {
+		t.Fatalf("balance after return %d: %v", bal, err)
+	}
+	if bal, err := s.ReturnLease(ctx, "ada", l.ID, now); err != nil || bal != 1020 {
+		t.Fatalf("returned twice: %d, %v", bal, err)
+	}
+	if err := s.RecordLeaseUse(ctx, "ada", l.ID, 31, 1, now); !errors.Is(err, store.ErrLeaseGone) {
+		t.Fatalf("recorded use of a settled lease: %v", err)
+	}
+	days, err := s.Usage(ctx, "ada", now, now)
+	if err != nil || len(days) != 1 || days[0].Credits != 40 {
+		t.Fatalf("usage %+v: %v", days, err)
+	}
+}
+
+// A crashed instance never returns its lease: the next account transaction
+// (here a per-call debit) settles it with exactly the use it recorded.
+func TestExpiredLeaseIsSettledByTheNextDebit(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	provisionNow(t, s, "bob")
+	_, hash := newKey(t, s, "bob")
+	past := time.Now().Add(-time.Hour) // the lease expired long ago
+	l, _, err := s.TakeLease(ctx, store.LeaseRequest{UID: "bob", ID: "dead-1", Owner: "dead", Want: 40, TTL: time.Second}, past)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordLeaseUse(ctx, "bob", l.ID, 7, 7, past); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	rem, err := s.DebitKey(ctx, hash, 1, now)
+	if err != nil || rem != 50-7-1 {
+		t.Fatalf("remaining %d: %v", rem, err)
+	}
+	a, err := s.Account(ctx, "bob")
+	if err != nil || len(a.Leases) != 0 {
+		t.Fatalf("leases left %+v: %v", a.Leases, err)
+	}
+	if err := s.RecordLeaseUse(ctx, "bob", l.ID, 8, 1, now); !errors.Is(err, store.ErrLeaseGone) {
+		t.Fatalf("the lease document survived settlement: %v", err)
+	}
+}
+
+func TestTakeLeaseAtZeroSettlesAndAnswersInsufficient(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	provisionNow(t, s, "cy")
+	past := time.Now().Add(-time.Hour)
+	l, _, err := s.TakeLease(ctx, store.LeaseRequest{UID: "cy", ID: "dead-1", Want: 1000, TTL: time.Second}, past)
+	if err != nil || l.Amount != 50 {
+		t.Fatalf("lease %+v: %v", l, err)
+	}
+	if err := s.RecordLeaseUse(ctx, "cy", l.ID, 50, 50, past); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = s.TakeLease(ctx, store.LeaseRequest{UID: "cy", ID: "i2-1", Want: 10, TTL: time.Minute}, time.Now())
+	if !errors.Is(err, billing.ErrInsufficientCredits) {
+		t.Fatalf("err = %v", err)
+	}
+	a, _ := s.Account(ctx, "cy")
+	if len(a.Leases) != 0 || a.Balance(time.Now()) != 0 {
+		t.Fatalf("account %+v", a)
+	}
+}
