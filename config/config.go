@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // DevWebhookSecret signs the offline Stripe stand-in's events when no
@@ -31,6 +32,11 @@ type Config struct {
 	LogFormat           string           // LOG_FORMAT: json or text (default json; the dev server uses text)
 	Port                string           // PORT (default 8000)
 	MaxBodyBytes        int64            // MAX_BODY_BYTES: request body cap (default 65536)
+	MeterMode           string           // METER_MODE: txn (a transaction per metered call) or lease (credit leases) (default txn)
+	LeaseTTL            time.Duration    // LEASE_TTL: a credit lease's lifetime, the longest a crashed instance strands credits (default 30s)
+	LeaseIdle           time.Duration    // LEASE_IDLE: a lease unused this long goes back (default 3s)
+	LeaseMaxBlock       int64            // LEASE_MAX_BLOCK: the most credits one lease takes (default 1000)
+	KeyCacheTTL         time.Duration    // KEY_CACHE_TTL: lease mode's key cache, the revocation delay (default 10s)
 }
 
 // Load reads the configuration from getenv (os.Getenv in production) and
@@ -78,6 +84,35 @@ func Load(getenv func(string) string) (Config, error) {
 		return Config{}, fmt.Errorf("MAX_BODY_BYTES must be an integer of at least 1024")
 	}
 	c.MaxBodyBytes = n
+	c.MeterMode = get("METER_MODE", "txn")
+	if c.MeterMode != "txn" && c.MeterMode != "lease" {
+		return Config{}, fmt.Errorf("METER_MODE must be txn or lease")
+	}
+	durations := []struct {
+		env      string
+		def      string
+		min, max time.Duration
+		to       *time.Duration
+	}{
+		{"LEASE_TTL", "30s", time.Second, time.Hour, &c.LeaseTTL},
+		{"LEASE_IDLE", "3s", 100 * time.Millisecond, time.Hour, &c.LeaseIdle},
+		{"KEY_CACHE_TTL", "10s", 100 * time.Millisecond, time.Hour, &c.KeyCacheTTL},
+	}
+	for _, d := range durations {
+		v, err := time.ParseDuration(get(d.env, d.def))
+		if err != nil || v < d.min || v > d.max {
+			return Config{}, fmt.Errorf("%s must be a duration from %s to %s, like %s", d.env, d.min, d.max, d.def)
+		}
+		*d.to = v
+	}
+	if c.LeaseIdle >= c.LeaseTTL {
+		return Config{}, fmt.Errorf("LEASE_IDLE must be shorter than LEASE_TTL")
+	}
+	block, err := strconv.ParseInt(get("LEASE_MAX_BLOCK", "1000"), 10, 64)
+	if err != nil || block < 10 || block > 1_000_000 {
+		return Config{}, fmt.Errorf("LEASE_MAX_BLOCK must be an integer from 10 to 1000000")
+	}
+	c.LeaseMaxBlock = block
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		return Config{}, fmt.Errorf("LOG_FORMAT must be json or text")
 	}
