@@ -169,14 +169,14 @@ func (s *Store) RecordLeaseUse(ctx context.Context, uid, id string, used, delta 
 	return nil
 }
 
-// ReturnLease settles lease id of uid in one transaction: the use its
-// document records stays spent, the rest goes back to the balance. It
+// ReturnLease settles leases ids of uid in one transaction: the use their
+// documents record stays spent, the rest goes back to the balance. It
 // returns the balance after; returning a lease settled already changes
 // nothing.
-func (s *Store) ReturnLease(ctx context.Context, uid, id string, now time.Time) (int64, error) {
+func (s *Store) ReturnLease(ctx context.Context, uid string, now time.Time, ids ...string) (int64, error) {
 	var balance int64
 	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		a, err := s.accountAt(tx, uid, now, id)
+		a, err := s.accountAt(tx, uid, now, ids...)
 		if err != nil {
 			return err
 		}
@@ -188,7 +188,7 @@ func (s *Store) ReturnLease(ctx context.Context, uid, id string, now time.Time) 
 		return nil
 	}, firestore.MaxAttempts(debitAttempts))
 	if err != nil {
-		return 0, fmt.Errorf("return lease %s of %s: %w", id, uid, err)
+		return 0, fmt.Errorf("return leases %v of %s: %w", ids, uid, err)
 	}
 	return balance, nil
 }

@@ -58,10 +58,10 @@ func TestLeaseSettlesWithTheUseItRecorded(t *testing.T) {
 	if got := balance(t, s, "ada", now); got != 950 {
 		t.Fatalf("balance while leased = %d", got)
 	}
-	if bal, err := s.ReturnLease(ctx, "ada", l.ID, now); err != nil || bal != 1020 {
+	if bal, err := s.ReturnLease(ctx, "ada", now, l.ID); err != nil || bal != 1020 {
 		t.Fatalf("balance after return %d: %v", bal, err)
 	}
-	if bal, err := s.ReturnLease(ctx, "ada", l.ID, now); err != nil || bal != 1020 {
+	if bal, err := s.ReturnLease(ctx, "ada", now, l.ID); err != nil || bal != 1020 {
 		t.Fatalf("returned twice: %d, %v", bal, err)
 	}
 	if err := s.RecordLeaseUse(ctx, "ada", l.ID, 31, 1, now); !errors.Is(err, store.ErrLeaseGone) {

@@ -1,0 +1,555 @@
+// Package lease is the metered hot path of one function instance: it serves
+// metered calls from blocks of credits (billing.Lease) leased to the
+// instance, instead of one Firestore transaction per call.
+//
+// A call is answered only once its use is durably recorded: every call
+// admitted since the last flush of a lease is recorded by one commit (the
+// lease document's running total and the day's usage), then all of them are
+// answered. One flush is in flight per lease; calls that arrive meanwhile
+// join the next. So the commits per call fall as the load rises, and an
+// instance killed at any moment has answered no call it did not record:
+// when its lease expires, the next account transaction settles it with
+// exactly the recorded use.
+//
+// Leases are returned when idle, exhausted, near expiry or on Close. Their
+// size adapts: it doubles while a block lasts less than half a lease
+// lifetime and halves when a block comes back mostly unused, between
+// MinBlock and MaxBlock, and never exceeds half the balance last seen
+// beside the leases (all of it once a single credit is left), so that
+// another instance is not refused while this one holds the credits.
+//
+// Keys are cached per instance for KeyTTL: a revoked key keeps working on an
+// instance that has it cached for at most that long.
+package lease
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/paymeter/paymeter/billing"
+	"github.com/paymeter/paymeter/store"
+)
+
+// Store is what the manager needs of Firestore (store.Store).
+type Store interface {
+	// Key returns the key under hash, or billing.ErrInvalidAPIKey.
+	Key(ctx context.Context, hash string) (billing.APIKey, error)
+	// TakeLease takes a lease and returns it with the balance left beside it.
+	TakeLease(ctx context.Context, r store.LeaseRequest, now time.Time) (billing.Lease, int64, error)
+	// RecordLeaseUse records the lease's total use in one commit.
+	RecordLeaseUse(ctx context.Context, uid, id string, used, delta int64, now time.Time) error
+	// ReturnLease settles the leases with their recorded use.
+	ReturnLease(ctx context.Context, uid string, now time.Time, ids ...string) (int64, error)
+}
+
+var _ Store = (*store.Store)(nil)
+
+// Config tunes the manager; zero fields take the defaults in brackets.
+type Config struct {
+	TTL            time.Duration // lease lifetime, the longest a crashed instance strands credits [30s]
+	Idle           time.Duration // a lease unused this long goes back [3s]
+	MinBlock       int64         // the first block of an account [10]
+	MaxBlock       int64         // the largest block [1000]
+	KeyTTL         time.Duration // how long a key lookup is trusted: the revocation delay [10s]
+	NegativeKeyTTL time.Duration // how long an unknown key stays unknown [1s]
+	Owner          string        // this instance's name in lease ids [random]
+	Timeout        time.Duration // the deadline of each Firestore operation [10s]
+	// Linger is how long a flush waits for the calls that usually share it
+	// (as many as the largest recent batch) before it commits [5ms]; a lone
+	// client's calls never wait. Negative: never wait.
+	Linger time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.TTL, 30*time.Second)
+	def(&c.Idle, 3*time.Second)
+	def(&c.KeyTTL, 10*time.Second)
+	def(&c.NegativeKeyTTL, time.Second)
+	def(&c.Timeout, 10*time.Second)
+	if c.Linger == 0 {
+		c.Linger = 5 * time.Millisecond
+	}
+	if c.MinBlock <= 0 {
+		c.MinBlock = 10
+	}
+	if c.MaxBlock < c.MinBlock {
+		c.MaxBlock = max(1000, c.MinBlock)
+	}
+	if c.Owner == "" {
+		b := make([]byte, 6)
+		_, _ = rand.Read(b)
+		c.Owner = hex.EncodeToString(b)
+	}
+	return c
+}
+
+// errClosed answers calls that arrive after Close.
+var errClosed = billing.Errorf(billing.CodeUnavailable, "try again shortly")
+
+// errNotRecorded answers calls whose use could not be recorded.
+var errNotRecorded = billing.Errorf(billing.CodeUnavailable, "try again shortly")
+
+// Manager serves billing.Meter from leases. It is safe for concurrent use.
+type Manager struct {
+	st    Store
+	cfg   Config
+	clock billing.Clock
+	log   *slog.Logger
+
+	keyMu sync.Mutex
+	keys  map[string]keyEntry
+
+	mu       sync.Mutex
+	accounts map[string]*account
+	closed   atomic.Bool
+	seq      atomic.Int64
+	work     sync.WaitGroup // flushes and returns in flight
+	stop     chan struct{}
+	janitor  sync.WaitGroup
+}
+
+var _ billing.Meter = (*Manager)(nil)
+
+type keyEntry struct {
+	uid   string
+	err   error
+	until time.Time
+}
+
+// account is one account's leases on this instance.
+type account struct {
+	uid string
+
+	mu       sync.Mutex
+	cur      *held // the lease calls are served from, nil between leases
+	taking   *take // the lease being taken, nil if none
+	block    int64
+	balance  int64 // the account's balance beside its leases, as last seen
+	seen     bool  // whether balance has been seen
+	lastUsed time.Time
+	peak     int   // the largest recent batch, decaying
+	more     chan struct{}
+	spent    []string // leases spent to the last credit, settled with the next return
+}
+
+type take struct {
+	done chan struct{}
+	err  error
+}
+
+// held is a lease on this instance.
+type held struct {
+	lease       billing.Lease
+	usableUntil time.Time
+	used        int64 // credits of calls admitted
+	recorded    int64 // credits of calls durably recorded
+	pending     []*call
+	flushing    bool
+	retired     bool // no longer admits calls; returned after its last flush
+	lastUse     time.Time
+}
+
+type call struct {
+	remaining int64
+	done      chan error
+}
+
+// New returns a manager on st and starts its janitor, which returns idle
+// leases; call Close to return every lease and stop it.
+func New(st Store, clock billing.Clock, cfg Config, log *slog.Logger) *Manager {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m := &Manager{st: st, cfg: cfg.withDefaults(), clock: clock, log: log,
+		keys: map[string]keyEntry{}, accounts: map[string]*account{}, stop: make(chan struct{})}
+	m.janitor.Add(1)
+	go m.sweep()
+	return m
+}
+
+// DebitKey debits cost credits from the account that owns the key hashed as
+// hash, from this instance's lease, and returns once the use is durably
+// recorded. remaining is the account's balance as this instance knows it:
+// what its lease has left plus the balance beside every lease when it took
+// it. It returns billing.ErrInvalidAPIKey for an unknown or revoked key,
+// billing.ErrInsufficientCredits, debiting nothing, when no credits are
+// left, and a CodeUnavailable error when the use could not be recorded or
+// the manager is closed.
+func (m *Manager) DebitKey(ctx context.Context, hash string, cost int64, now time.Time) (int64, error) {
+	if cost <= 0 {
+		return 0, billing.Errorf(billing.CodeBadRequest, "a debit must be positive, got %d", cost)
+	}
+	uid, err := m.owner(ctx, hash, now)
+	if err != nil {
+		return 0, err
+	}
+	a, err := m.account(uid)
+	if err != nil {
+		return 0, err
+	}
+	for {
+		a.mu.Lock()
+		h := a.cur
+		if h != nil && !now.Before(h.usableUntil) {
+			m.retire(a, h)
+			h = nil
+		}
+		if h != nil && h.lease.Amount-h.used >= cost {
+			c := m.admit(a, h, cost, now)
+			a.mu.Unlock()
+			select {
+			case err := <-c.done:
+				if err != nil {
+					return 0, err
+				}
+				return c.remaining, nil
+			case <-ctx.Done():
+				return 0, ctx.Err() // its use may still be recorded: never an answer without a record
+			}
+		}
+		if h != nil {
+			m.retire(a, h) // too little left for this call
+		}
+		if t := a.taking; t != nil {
+			a.mu.Unlock()
+			select {
+			case <-t.done:
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			}
+			if t.err != nil {
+				return 0, t.err
+			}
+			continue
+		}
+		t := &take{done: make(chan struct{})}
+		a.taking = t
+		want := max(a.block, cost)
+		if a.seen {
+			// Leave half the balance to the other instances, so that none
+			// answers 402 while another holds most of the credits.
+			want = min(want, max(cost, a.balance/2))
+		}
+		a.mu.Unlock()
+		t.err = m.takeLease(a, hash, want, now)
+		close(t.done)
+		if t.err != nil {
+			return 0, t.err
+		}
+	}
+}
+
+// admit counts a call against h and queues it for the next flush, starting
+// one if none is in flight. a.mu is held.
+func (m *Manager) admit(a *account, h *held, cost int64, now time.Time) *call {
+	h.used += cost
+	h.lastUse, a.lastUsed = now, now
+	c := &call{remaining: a.balance + h.lease.Amount - h.used, done: make(chan error, 1)}
+	h.pending = append(h.pending, c)
+	select {
+	case a.more <- struct{}{}:
+	default:
+	}
+	if !h.flushing {
+		h.flushing = true
+		m.work.Add(1)
+		go m.flush(a, h)
+	}
+	return c
+}
+
+// flush records h's admitted calls, a batch per commit, and answers them,
+// until none are left; a retired lease is then returned.
+func (m *Manager) flush(a *account, h *held) {
+	defer m.work.Done()
+	for {
+		m.linger(a, h)
+		a.mu.Lock()
+		batch := h.pending
+		h.pending = nil
+		if len(batch) == 0 {
+			h.flushing = false
+			retired := h.retired
+			a.mu.Unlock()
+			if retired {
+				m.giveBack(a, h)
+			}
+			return
+		}
+		used, delta := h.used, h.used-h.recorded
+		a.peak = max(len(batch), a.peak-a.peak/8)
+		a.mu.Unlock()
+
+		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.Timeout)
+		err := m.st.RecordLeaseUse(ctx, a.uid, h.lease.ID, used, delta, m.clock.Now())
+		cancel()
+
+		a.mu.Lock()
+		if err == nil {
+			h.recorded = used
+		} else {
+			// Whether or not the commit landed, the lease document has the
+			// truth that settlement reads; stop spending this lease.
+			m.log.Warn("lease: record use", "uid", a.uid, "lease", h.lease.ID, "calls", len(batch), "err", err)
+			m.retire(a, h)
+			err = errNotRecorded
+		}
+		a.mu.Unlock()
+		for _, c := range batch {
+			c.done <- err
+		}
+	}
+}
+
+// linger waits, up to the configured time, until h has as many calls
+// pending as the account's recent peak batch.
+func (m *Manager) linger(a *account, h *held) {
+	if m.cfg.Linger <= 0 {
+		return
+	}
+	var timer *time.Timer
+	for {
+		a.mu.Lock()
+		n, peak, retired := len(h.pending), a.peak, h.retired
+		a.mu.Unlock()
+		if n == 0 || n >= peak || retired {
+			break
+		}
+		if timer == nil {
+			timer = time.NewTimer(m.cfg.Linger)
+		}
+		select {
+		case <-a.more:
+			continue
+		case <-timer.C:
+			return
+		}
+	}
+	if timer != nil {
+		timer.Stop()
+	}
+}
+
+// takeLease takes a block of want credits for a and makes it current.
+func (m *Manager) takeLease(a *account, hash string, want int64, now time.Time) error {
+	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.Timeout)
+	defer cancel()
+	id := m.cfg.Owner + "-" + strconv.FormatInt(m.seq.Add(1), 36)
+	l, balance, err := m.st.TakeLease(ctx, store.LeaseRequest{UID: a.uid, ID: id, Owner: m.cfg.Owner,
+		Want: want, TTL: m.cfg.TTL, TouchKey: hash}, now)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.taking = nil
+	a.balance, a.seen = balance, true
+	if err != nil {
+		if errors.Is(err, billing.ErrNotFound) {
+			return billing.ErrInvalidAPIKey // the owner is gone
+		}
+		if billing.ErrorCode(err) == billing.CodeInternal {
+			return fmt.Errorf("lease: %w", err)
+		}
+		return err
+	}
+	// Stop admitting calls a margin before expiry, so that the last flush
+	// lands before another instance may settle the lease.
+	usable := l.ExpiresAt.Add(-min(m.cfg.TTL/4, 5*time.Second))
+	if !usable.After(now) {
+		usable = l.ExpiresAt
+	}
+	a.cur = &held{lease: l, usableUntil: usable, lastUse: now}
+	if m.closed.Load() {
+		m.retire(a, a.cur) // Close came while it was being taken
+		return errClosed
+	}
+	return nil
+}
+
+// retire stops h admitting calls and returns it once its flushes are done,
+// adapting a's block size to how fast h was spent. a.mu is held.
+func (m *Manager) retire(a *account, h *held) {
+	if h.retired {
+		return
+	}
+	h.retired = true
+	if a.cur == h {
+		a.cur = nil
+	}
+	lasted := h.lastUse.Sub(h.lease.TakenAt)
+	switch {
+	case h.used*2 >= h.lease.Amount && lasted < m.cfg.TTL/2 && h.lease.Amount >= a.block:
+		a.block = min(a.block*2, m.cfg.MaxBlock) // at this rate a bigger block lasts within a lease lifetime
+	case h.used*2 < h.lease.Amount:
+		a.block = max(a.block/2, m.cfg.MinBlock)
+	}
+	if !h.flushing {
+		m.work.Add(1)
+		go func() {
+			defer m.work.Done()
+			m.giveBack(a, h)
+		}()
+	}
+}
+
+// giveBack settles h in one transaction, with the spent leases not yet
+// settled; if that fails the leases expire and the next account
+// transaction settles them. A lease spent to the last credit gives nothing
+// back: it waits for the next return (or Close, or its expiry), which saves
+// a transaction per block under load.
+func (m *Manager) giveBack(a *account, h *held) {
+	a.mu.Lock()
+	if h.lease.Amount == h.recorded && !m.closed.Load() {
+		a.spent = append(a.spent, h.lease.ID)
+		a.mu.Unlock()
+		return
+	}
+	ids := append([]string{h.lease.ID}, a.spent...)
+	a.spent = nil
+	a.mu.Unlock()
+	m.settle(a, ids)
+}
+
+func (m *Manager) settle(a *account, ids []string) {
+	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.Timeout)
+	defer cancel()
+	balance, err := m.st.ReturnLease(ctx, a.uid, m.clock.Now(), ids...)
+	if err != nil {
+		m.log.Warn("lease: return", "uid", a.uid, "leases", ids, "err", err)
+		return
+	}
+	a.mu.Lock()
+	if a.cur == nil {
+		a.balance = balance
+	}
+	a.mu.Unlock()
+}
+
+// owner returns the uid that owns the key hashed as hash, from the cache
+// when it is fresh.
+func (m *Manager) owner(ctx context.Context, hash string, now time.Time) (string, error) {
+	m.keyMu.Lock()
+	e, ok := m.keys[hash]
+	m.keyMu.Unlock()
+	if ok && now.Before(e.until) {
+		return e.uid, e.err
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.Timeout)
+	defer cancel()
+	key, err := m.st.Key(ctx, hash)
+	switch {
+	case errors.Is(err, billing.ErrInvalidAPIKey):
+		e = keyEntry{err: billing.ErrInvalidAPIKey, until: now.Add(m.cfg.NegativeKeyTTL)}
+	case err != nil:
+		return "", err
+	case key.Revoked:
+		e = keyEntry{err: billing.ErrInvalidAPIKey, until: now.Add(m.cfg.KeyTTL)}
+	default:
+		e = keyEntry{uid: key.UID, until: now.Add(m.cfg.KeyTTL)}
+	}
+	m.keyMu.Lock()
+	if len(m.keys) >= maxCachedKeys {
+		clear(m.keys)
+	}
+	m.keys[hash] = e
+	m.keyMu.Unlock()
+	return e.uid, e.err
+}
+
+// maxCachedKeys bounds the key cache; past it the cache starts again.
+const maxCachedKeys = 100_000
+
+func (m *Manager) account(uid string) (*account, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed.Load() {
+		return nil, errClosed
+	}
+	a, ok := m.accounts[uid]
+	if !ok {
+		a = &account{uid: uid, block: m.cfg.MinBlock, more: make(chan struct{}, 1)}
+		m.accounts[uid] = a
+	}
+	return a, nil
+}
+
+// sweep returns idle and nearly expired leases, and forgets idle accounts.
+func (m *Manager) sweep() {
+	defer m.janitor.Done()
+	tick := time.NewTicker(min(m.cfg.Idle/2, time.Second))
+	defer tick.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-tick.C:
+		}
+		now := m.clock.Now()
+		m.mu.Lock()
+		for uid, a := range m.accounts {
+			a.mu.Lock()
+			if h := a.cur; h != nil && (now.Sub(h.lastUse) >= m.cfg.Idle || !now.Before(h.usableUntil)) {
+				m.retire(a, h)
+			}
+			if a.cur == nil && a.taking == nil && len(a.spent) == 0 && now.Sub(a.lastUsed) > 10*m.cfg.Idle {
+				delete(m.accounts, uid) // its block size starts again
+			}
+			a.mu.Unlock()
+		}
+		m.mu.Unlock()
+	}
+}
+
+// Close stops admitting calls, waits for the calls admitted to be recorded
+// and answered, and returns every lease. It returns ctx's error if that
+// takes longer than ctx allows; leases not returned then expire.
+func (m *Manager) Close(ctx context.Context) error {
+	m.mu.Lock()
+	if m.closed.Swap(true) {
+		m.mu.Unlock()
+		return nil
+	}
+	close(m.stop)
+	for _, a := range m.accounts {
+		a.mu.Lock()
+		if a.cur != nil {
+			m.retire(a, a.cur)
+		}
+		a.mu.Unlock()
+	}
+	m.mu.Unlock()
+	m.janitor.Wait()
+	done := make(chan struct{})
+	go func() {
+		m.work.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("lease: close: %w", ctx.Err())
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, a := range m.accounts {
+		a.mu.Lock()
+		ids := a.spent
+		a.spent = nil
+		a.mu.Unlock()
+		if len(ids) > 0 {
+			m.settle(a, ids)
+		}
+	}
+	return ctx.Err()
+}

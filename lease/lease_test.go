@@ -1,0 +1,228 @@
+package lease_test
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/firestore"
+
+	"github.com/paymeter/paymeter/billing"
+	"github.com/paymeter/paymeter/internal/emulator"
+	"github.com/paymeter/paymeter/lease"
+	"github.com/paymeter/paymeter/store"
+)
+
+type wallClock struct{}
+
+func (wallClock) Now() time.Time { return time.Now() }
+
+// newStore returns a Store on a project of its own in the Firestore emulator.
+func newStore(t *testing.T) *store.Store {
+	t.Helper()
+	emulator.Firestore(t)
+	client, err := firestore.NewClient(context.Background(), fmt.Sprintf("demo-lease-%d", time.Now().UnixNano()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	return store.New(client, billing.DefaultCatalog().Free())
+}
+
+// account provisions uid with credits in all (its Free 50 and the rest as
+// an adjustment, or fewer than 50 by spending them) and returns a key hash.
+func account(t *testing.T, s *store.Store, uid string, credits int64) string {
+	t.Helper()
+	ctx := context.Background()
+	now := time.Now()
+	if _, _, err := s.Provision(ctx, billing.Identity{UID: uid}, now); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.UpdateAccount(ctx, uid, func(a *billing.Account) error {
+		if credits < 50 {
+			return a.Debit(50-credits, now)
+		}
+		a.AddGrant(billing.Grant{ID: "adj", Source: billing.SourceAdjustment, Amount: credits - 50, Remaining: credits - 50}, now, "test")
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, key, hash, err := billing.NewAPIKey(rand.Reader, uid, "test", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateKey(ctx, hash, key); err != nil {
+		t.Fatal(err)
+	}
+	return hash
+}
+
+func balance(t *testing.T, s *store.Store, uid string) int64 {
+	t.Helper()
+	a, err := s.Account(context.Background(), uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Leases) != 0 {
+		t.Fatalf("leases still out: %+v", a.Leases)
+	}
+	return a.Balance(time.Now())
+}
+
+func closeAll(t *testing.T, ms ...*lease.Manager) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, m := range ms {
+		if err := m.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Two instances on one account, many concurrent calls each, past the end of
+// the credits: every 200 is debited exactly once and nothing else is.
+func TestTwoInstancesSpendExactly(t *testing.T) {
+	tests := []struct {
+		name    string
+		credits int64
+		calls   int
+	}{
+		{"credits to spare", 600, 400},
+		{"past the last credit", 120, 300},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newStore(t)
+			hash := account(t, s, "ada", tt.credits)
+			cfg := lease.Config{TTL: 5 * time.Second, Idle: 500 * time.Millisecond}
+			cfg.Owner = "i1"
+			m1 := lease.New(s, wallClock{}, cfg, nil)
+			cfg.Owner = "i2"
+			m2 := lease.New(s, wallClock{}, cfg, nil)
+			var ok, broke atomic.Int64
+			var wg sync.WaitGroup
+			var next atomic.Int64
+			for c := range 40 {
+				m := []*lease.Manager{m1, m2}[c%2]
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for next.Add(1) <= int64(tt.calls) {
+						_, err := m.DebitKey(context.Background(), hash, 1, time.Now())
+						switch {
+						case err == nil:
+							ok.Add(1)
+						case !errors.Is(err, billing.ErrInsufficientCredits):
+							broke.Add(1)
+							t.Error(err)
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			closeAll(t, m1, m2)
+			if got := balance(t, s, "ada"); got != tt.credits-ok.Load() || ok.Load() > tt.credits {
+				t.Fatalf("balance %d after %d calls answered from %d credits", got, ok.Load(), tt.credits)
+			}
+			if int64(tt.calls) <= tt.credits && ok.Load() != int64(tt.calls) {
+				t.Fatalf("%d of %d calls served with credits to spare", ok.Load(), tt.calls)
+			}
+		})
+	}
+}
+
+// A Free account with 3 credits leases 3, serves 3 calls and then answers
+// insufficient, debiting nothing more.
+func TestSmallBalanceLeasesWhatIsLeft(t *testing.T) {
+	s := newStore(t)
+	hash := account(t, s, "bo", 3)
+	m := lease.New(s, wallClock{}, lease.Config{}, nil)
+	var ok int
+	for range 5 {
+		rem, err := m.DebitKey(context.Background(), hash, 1, time.Now())
+		if err == nil {
+			ok++
+			if rem != int64(3-ok) {
+				t.Errorf("call %d: remaining %d", ok, rem)
+			}
+		} else if !errors.Is(err, billing.ErrInsufficientCredits) {
+			t.Fatal(err)
+		}
+	}
+	closeAll(t, m)
+	if ok != 3 || balance(t, s, "bo") != 0 {
+		t.Fatalf("%d calls served, balance %d", ok, balance(t, s, "bo"))
+	}
+}
+
+// A revoked key stops working on an instance within KeyTTL; an unknown key
+// is refused.
+func TestRevocationTakesEffectWithinTheKeyTTL(t *testing.T) {
+	s := newStore(t)
+	hash := account(t, s, "cy", 100)
+	m := lease.New(s, wallClock{}, lease.Config{KeyTTL: 300 * time.Millisecond}, nil)
+	defer closeAll(t, m)
+	ctx := context.Background()
+	if _, err := m.DebitKey(ctx, hash, 1, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := s.Keys(ctx, "cy")
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("keys %v: %v", keys, err)
+	}
+	if err := s.RevokeKey(ctx, "cy", keys[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	revoked := time.Now()
+	for {
+		_, err := m.DebitKey(ctx, hash, 1, time.Now())
+		if errors.Is(err, billing.ErrInvalidAPIKey) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if time.Since(revoked) > 300*time.Millisecond+100*time.Millisecond {
+			t.Fatalf("a key revoked %s ago still works", time.Since(revoked))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := m.DebitKey(ctx, billing.HashKey("pm_unknown"), 1, time.Now()); !errors.Is(err, billing.ErrInvalidAPIKey) {
+		t.Fatalf("unknown key: %v", err)
+	}
+}
+
+// An idle lease goes back on its own, so the account's balance is whole
+// again without Close.
+func TestIdleLeaseComesBack(t *testing.T) {
+	s := newStore(t)
+	hash := account(t, s, "di", 500)
+	m := lease.New(s, wallClock{}, lease.Config{Idle: 200 * time.Millisecond}, nil)
+	defer closeAll(t, m)
+	for range 3 {
+		if _, err := m.DebitKey(context.Background(), hash, 1, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		a, err := s.Account(context.Background(), "di")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(a.Leases) == 0 && a.Balance(time.Now()) == 497 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("leases %+v, balance %d", a.Leases, a.Balance(time.Now()))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
