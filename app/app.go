@@ -15,6 +15,7 @@ import (
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/firebaseauth"
+	"github.com/paymeter/paymeter/lease"
 	"github.com/paymeter/paymeter/payments"
 	"github.com/paymeter/paymeter/store"
 	"github.com/paymeter/paymeter/tasks"
@@ -28,16 +29,25 @@ type Core struct {
 	Store   *store.Store
 	Auth    billing.TokenVerifier
 	Log     *slog.Logger
+	// Leases serves the metered API with METER_MODE=lease, once Server has
+	// made it; Close it at shutdown to give its credits back at once.
+	Leases *lease.Manager
 }
 
 // NewCore connects to Firestore and Firebase Auth (their emulators when
 // FIRESTORE_EMULATOR_HOST and FIREBASE_AUTH_EMULATOR_HOST are set).
 func NewCore(ctx context.Context, cfg config.Config, log *slog.Logger) (*Core, error) {
-	catalog := billing.DefaultCatalog()
 	client, err := firestore.NewClient(ctx, cfg.ProjectID)
 	if err != nil {
 		return nil, fmt.Errorf("firestore client: %w", err)
 	}
+	return NewCoreOn(ctx, cfg, log, client)
+}
+
+// NewCoreOn is NewCore on a Firestore client of the caller's (the dev server
+// counts its RPCs).
+func NewCoreOn(ctx context.Context, cfg config.Config, log *slog.Logger, client *firestore.Client) (*Core, error) {
+	catalog := billing.DefaultCatalog()
 	verifier, err := firebaseauth.New(ctx, cfg.ProjectID)
 	if err != nil {
 		return nil, err
@@ -48,8 +58,16 @@ func NewCore(ctx context.Context, cfg config.Config, log *slog.Logger) (*Core, e
 // Server returns the API server on c with the given clock, scheduler and
 // payment provider.
 func (c *Core) Server(clock billing.Clock, sched billing.Scheduler, pay billing.Payments, webhookSecret string) *api.Server {
+	var meter billing.Meter = c.Store
+	if c.Config.MeterMode == "lease" && c.Leases == nil {
+		c.Leases = lease.New(c.Store, clock, lease.Config{TTL: c.Config.LeaseTTL, Idle: c.Config.LeaseIdle,
+			MaxBlock: c.Config.LeaseMaxBlock, KeyTTL: c.Config.KeyCacheTTL}, c.Log)
+	}
+	if c.Leases != nil {
+		meter = c.Leases
+	}
 	return &api.Server{Config: c.Config, Catalog: c.Catalog, Accounts: c.Store, History: c.Store, Keys: c.Store,
-		Meter: c.Store, Events: c.Store, Scheduler: sched, Payments: pay, Webhooks: payments.NewWebhook(webhookSecret),
+		Meter: meter, Events: c.Store, Scheduler: sched, Payments: pay, Webhooks: payments.NewWebhook(webhookSecret),
 		Auth: c.Auth, Clock: clock, Random: rand.Reader, Log: c.Log}
 }
 

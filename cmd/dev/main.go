@@ -57,7 +57,12 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	core, err := app.NewCore(ctx, cfg, log)
+	stats := &firestoreStats{rpcs: map[string]int64{}}
+	client, err := countedFirestore(ctx, cfg.ProjectID, stats)
+	if err != nil {
+		return err
+	}
+	core, err := app.NewCoreOn(ctx, cfg, log, client)
 	if err != nil {
 		return err
 	}
@@ -65,6 +70,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	srv.mux.HandleFunc("GET /dev/stats", stats.serve)
 	httpSrv := &http.Server{Addr: ":" + cfg.Port, Handler: srv.mux, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- httpSrv.ListenAndServe() }()
@@ -79,7 +85,12 @@ func run() error {
 	}
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return httpSrv.Shutdown(shutdown)
+	err = httpSrv.Shutdown(shutdown)
+	if core.Leases != nil {
+		// Give the leased credits back now rather than at their expiry.
+		err = errors.Join(err, core.Leases.Close(shutdown))
+	}
+	return err
 }
 
 // devServer is the dev process: its mux, dev clock and in-process scheduler.
