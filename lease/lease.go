@@ -140,7 +140,7 @@ type account struct {
 	balance  int64 // the account's balance beside its leases, as last seen
 	seen     bool  // whether balance has been seen
 	lastUsed time.Time
-	peak     int   // the largest recent batch, decaying
+	peak     int // the largest recent batch, decaying
 	more     chan struct{}
 	spent    []string // leases spent to the last credit, settled with the next return
 }
