@@ -1,10 +1,10 @@
 package api
 
 import (
-	"encoding/json"
 	"net/http"
 
 	"github.com/paymeter/paymeter/billing"
+	"github.com/paymeter/paymeter/internal/httpjson"
 )
 
 // statusOf maps each billing error code to its HTTP status; a code not
@@ -27,13 +27,6 @@ var statusOf = map[string]int{
 	billing.CodeInternal:            http.StatusInternalServerError,
 }
 
-type errorBody struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
 // WriteError answers with err in the contract's error shape. An internal
 // error is logged in full and answered with a generic message.
 func (s *Server) WriteError(w http.ResponseWriter, r *http.Request, err error) {
@@ -42,26 +35,19 @@ func (s *Server) WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	if !ok {
 		code, status = billing.CodeInternal, http.StatusInternalServerError
 	}
-	var body errorBody
-	body.Error.Code = code
-	body.Error.Message = billing.ErrorMessage(err)
+	message := billing.ErrorMessage(err)
 	if status >= 500 {
 		s.Log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		if code == billing.CodeInternal {
-			body.Error.Message = "internal error"
+			message = "internal error"
 		}
 	}
-	writeJSON(w, status, body)
+	httpjson.Error(w, status, code, message)
 }
 
 // WriteJSON answers status with v as JSON.
-func WriteJSON(w http.ResponseWriter, status int, v any) { writeJSON(w, status, v) }
+func WriteJSON(w http.ResponseWriter, status int, v any) { httpjson.Write(w, status, v) }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
+func writeJSON(w http.ResponseWriter, status int, v any) { httpjson.Write(w, status, v) }
 
 var errNoRoute = &billing.Error{Code: billing.CodeNotFound, Message: "no such route"}

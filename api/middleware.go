@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/paymeter/paymeter/billing"
+	"github.com/paymeter/paymeter/internal/httpjson"
 )
 
 // methods maps HTTP methods to the handler of one path.
@@ -73,10 +74,7 @@ type methodOnly struct {
 func (m methodOnly) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != m.method {
 		w.Header().Set("Allow", m.method)
-		body := errorBody{}
-		body.Error.Code = billing.CodeMethodNotAllowed
-		body.Error.Message = "use " + m.method
-		writeJSON(w, http.StatusMethodNotAllowed, body)
+		httpjson.Error(w, http.StatusMethodNotAllowed, billing.CodeMethodNotAllowed, "use "+m.method)
 		return
 	}
 	m.h(w, r)

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/api/idtoken"
 
 	"github.com/paymeter/paymeter/billing"
+	"github.com/paymeter/paymeter/internal/httpjson"
 )
 
 // SecretHeader carries the shared secret of local task deliveries.
@@ -97,7 +98,7 @@ func RequireSecret(secret string) func(http.Handler) http.Handler {
 			// the lengths.
 			got := sha256.Sum256([]byte(r.Header.Get(SecretHeader)))
 			if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-				writeError(w, http.StatusUnauthorized, billing.CodeUnauthenticated, "missing or wrong task secret")
+				httpjson.Error(w, http.StatusUnauthorized, billing.CodeUnauthenticated, "missing or wrong task secret")
 				return
 			}
 			next.ServeHTTP(w, r)
@@ -107,7 +108,7 @@ func RequireSecret(secret string) func(http.Handler) http.Handler {
 
 func refuse(w http.ResponseWriter, log *slog.Logger, reason string, args ...any) {
 	log.Warn("task request refused: "+reason, args...)
-	writeError(w, http.StatusUnauthorized, billing.CodeUnauthenticated, "a valid OIDC token for the tasks service account is required")
+	httpjson.Error(w, http.StatusUnauthorized, billing.CodeUnauthenticated, "a valid OIDC token for the tasks service account is required")
 }
 
 func orDiscard(log *slog.Logger) *slog.Logger {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/paymeter/paymeter/billing"
+	"github.com/paymeter/paymeter/internal/httpjson"
 )
 
 // AccountUpdater changes one account in a transaction; billing.Accounts
@@ -97,24 +98,24 @@ func (h *GrantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var t billing.GrantTask
 	if err := decodeStrict(w, r, &t); err != nil {
-		writeError(w, http.StatusBadRequest, billing.CodeBadRequest, err.Error())
+		httpjson.Error(w, http.StatusBadRequest, billing.CodeBadRequest, err.Error())
 		return
 	}
 	if t.UID == "" || t.Period < 0 {
-		writeError(w, http.StatusBadRequest, billing.CodeBadRequest, `a grant task needs a "uid" and a "period" of 0 or more`)
+		httpjson.Error(w, http.StatusBadRequest, billing.CodeBadRequest, `a grant task needs a "uid" and a "period" of 0 or more`)
 		return
 	}
 	if err := h.Grant(r.Context(), t); err != nil {
 		if errors.Is(err, errNotDue) {
 			h.log.Info("grant task arrived early; retry", "uid", t.UID, "period", t.Period)
-			writeError(w, http.StatusServiceUnavailable, billing.CodeUnavailable, errNotDue.Message)
+			httpjson.Error(w, http.StatusServiceUnavailable, billing.CodeUnavailable, errNotDue.Message)
 			return
 		}
 		h.log.Error("grant task failed; Cloud Tasks retries it", "uid", t.UID, "period", t.Period, "err", err)
-		writeError(w, http.StatusInternalServerError, billing.CodeInternal, "internal error")
+		httpjson.Error(w, http.StatusInternalServerError, billing.CodeInternal, "internal error")
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+	httpjson.Write(w, http.StatusOK, map[string]bool{"ok": true})
 }
 
 // ReconcileHandler serves POST /api/tasks/reconcile, the daily sweep: it
@@ -193,11 +194,11 @@ func (h *ReconcileHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	n, err := h.Reconcile(r.Context())
 	if err != nil {
 		h.log.Error("reconcile incomplete", "scheduled", n, "err", err)
-		writeError(w, http.StatusInternalServerError, billing.CodeInternal, "internal error")
+		httpjson.Error(w, http.StatusInternalServerError, billing.CodeInternal, "internal error")
 		return
 	}
 	h.log.Info("reconcile done", "scheduled", n)
-	writeJSON(w, http.StatusOK, map[string]int{"scheduled": n})
+	httpjson.Write(w, http.StatusOK, map[string]int{"scheduled": n})
 }
 
 func allowPost(w http.ResponseWriter, r *http.Request) bool {
@@ -205,7 +206,7 @@ func allowPost(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	w.Header().Set("Allow", http.MethodPost)
-	writeError(w, http.StatusMethodNotAllowed, billing.CodeMethodNotAllowed, "use POST")
+	httpjson.Error(w, http.StatusMethodNotAllowed, billing.CodeMethodNotAllowed, "use POST")
 	return false
 }
 
@@ -221,18 +222,4 @@ func decodeStrict(w http.ResponseWriter, r *http.Request, v any) error {
 		return errors.New("malformed task body: data after the JSON object")
 	}
 	return nil
-}
-
-func writeError(w http.ResponseWriter, status int, code, message string) {
-	type body struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	}
-	writeJSON(w, status, map[string]body{"error": {Code: code, Message: message}})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
 }
