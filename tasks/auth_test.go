@@ -197,7 +197,7 @@ func wantErrorBody(t *testing.T, w *httptest.ResponseRecorder, code string) {
 	var body struct {
 		Error struct{ Code, Message string }
 	}
-	if ct := w.Header().Get("Content-Type"); ct != "application/json" {
+	if ct := w.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
 		t.Errorf("Content-Type %q, want application/json", ct)
 	}
 	if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || body.Error.Code != code || body.Error.Message == "" {
