@@ -127,6 +127,9 @@ func Decode(ev stripe.Event) (billing.Event, error) {
 			CurrentPeriodEnd: unix(sub.CurrentPeriodEnd), CancelAtPeriodEnd: sub.CancelAtPeriodEnd, Created: out.Created}
 		if sub.Items != nil {
 			for _, it := range sub.Items.Data {
+				if it == nil {
+					continue
+				}
 				if p := planOf(it.Price); p != "" {
 					ch.Plan = p
 				}
@@ -173,6 +176,9 @@ func invoicePlan(inv *stripe.Invoice) (string, stripe.Period) {
 		return plan, period
 	}
 	for _, l := range inv.Lines.Data {
+		if l == nil {
+			continue
+		}
 		p := planOf(l.Price)
 		if p == "" || (l.Amount < 0 && plan != "") {
 			continue
