@@ -8,8 +8,8 @@ export GOFLAGS ?= -buildvcs=false
 	bench plans-sync plans-dry-run deploy-source deploy deploy-web destroy
 
 ## dev: start the emulators, build the web app and serve everything on http://localhost:$(PORT)
-dev: web-build
-	@eval "$$(scripts/emulators.sh start)" && PORT=$(PORT) go run ./cmd/dev
+dev:
+	@PORT=$(PORT) bash scripts/dev.sh
 
 ## test: every test (static checks, Go with the emulators, Terraform, the web app, end to end)
 test:
