@@ -124,9 +124,27 @@ type Manager struct {
 var _ billing.Meter = (*Manager)(nil)
 
 type keyEntry struct {
-	uid   string
-	err   error
-	until time.Time
+	uid      string
+	err      error
+	until    time.Time
+	lastUsed time.Time // as stored, or as this instance last wrote it
+}
+
+// keyTouchInterval bounds how often a lease writes a key's lastUsedAt.
+const keyTouchInterval = time.Minute
+
+// touch returns hash if its key's lastUsedAt is older than
+// keyTouchInterval, noting that it is being written, and "" otherwise.
+func (m *Manager) touch(hash string, now time.Time) string {
+	m.keyMu.Lock()
+	defer m.keyMu.Unlock()
+	e, ok := m.keys[hash]
+	if !ok || now.Sub(e.lastUsed) < keyTouchInterval {
+		return ""
+	}
+	e.lastUsed = now
+	m.keys[hash] = e
+	return hash
 }
 
 // account is one account's leases on this instance.
@@ -349,7 +367,7 @@ func (m *Manager) takeLease(a *account, hash string, want int64, now time.Time) 
 	defer cancel()
 	id := m.cfg.Owner + "-" + strconv.FormatInt(m.seq.Add(1), 36)
 	l, balance, err := m.st.TakeLease(ctx, store.LeaseRequest{UID: a.uid, ID: id, Owner: m.cfg.Owner,
-		Want: want, TTL: m.cfg.TTL, TouchKey: hash}, now)
+		Want: want, TTL: m.cfg.TTL, TouchKey: m.touch(hash, now)}, now)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.taking = nil
@@ -387,10 +405,15 @@ func (m *Manager) retire(a *account, h *held) {
 	if a.cur == h {
 		a.cur = nil
 	}
-	lasted := h.lastUse.Sub(h.lease.TakenAt)
+	lasted := max(h.lastUse.Sub(h.lease.TakenAt), time.Millisecond)
 	switch {
-	case h.used*2 >= h.lease.Amount && lasted < m.cfg.TTL/2 && h.lease.Amount >= a.block:
-		a.block = min(a.block*2, m.cfg.MaxBlock) // at this rate a bigger block lasts within a lease lifetime
+	case h.used*2 >= h.lease.Amount && h.lease.Amount >= a.block:
+		// Double while the recent rate would spend the block within half a
+		// lease lifetime: a fast key reaches its size in one step.
+		rate := float64(h.used) / lasted.Seconds()
+		for a.block < m.cfg.MaxBlock && rate*(m.cfg.TTL/2).Seconds() > float64(a.block) {
+			a.block = min(a.block*2, m.cfg.MaxBlock)
+		}
 	case h.used*2 < h.lease.Amount:
 		a.block = max(a.block/2, m.cfg.MinBlock)
 	}
@@ -456,7 +479,7 @@ func (m *Manager) owner(ctx context.Context, hash string, now time.Time) (string
 	case key.Revoked:
 		e = keyEntry{err: billing.ErrInvalidAPIKey, until: now.Add(m.cfg.KeyTTL)}
 	default:
-		e = keyEntry{uid: key.UID, until: now.Add(m.cfg.KeyTTL)}
+		e = keyEntry{uid: key.UID, until: now.Add(m.cfg.KeyTTL), lastUsed: key.LastUsedAt}
 	}
 	m.keyMu.Lock()
 	if len(m.keys) >= maxCachedKeys {
