@@ -218,7 +218,10 @@ func (m *Manager) DebitKey(ctx context.Context, hash string, cost int64, now tim
 	if err != nil {
 		return 0, err
 	}
-	for {
+	for first := true; ; first = false {
+		if !first {
+			now = m.clock.Now() // it waited for a lease
+		}
 		a.mu.Lock()
 		h := a.cur
 		if h != nil && !now.Before(h.usableUntil) {

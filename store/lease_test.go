@@ -3,6 +3,8 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -121,5 +123,49 @@ func TestTakeLeaseAtZeroSettlesAndAnswersInsufficient(t *testing.T) {
 	a, _ := s.Account(ctx, "cy")
 	if len(a.Leases) != 0 || a.Balance(time.Now()) != 0 {
 		t.Fatalf("account %+v", a)
+	}
+}
+
+// A flush racing the settlement of its lease is either counted by the
+// settlement or refused: never recorded after the settlement read the use.
+func TestRecordRacingSettlementIsCountedOrRefused(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	provisionNow(t, s, "eve")
+	topUp(t, s, "eve", 10_000)
+	want := balance(t, s, "eve", time.Now())
+	var counted, refused int
+	defer func() { t.Logf("flushes counted by the settlement: %d, refused: %d", counted, refused) }()
+	for i := range 15 {
+		now := time.Now()
+		l, _, err := s.TakeLease(ctx, store.LeaseRequest{UID: "eve", ID: fmt.Sprintf("race-%d", i), Want: 100, TTL: time.Minute}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.RecordLeaseUse(ctx, "eve", l.ID, 10, 10, now); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		var recErr, retErr error
+		wg.Add(2)
+		go func() { defer wg.Done(); recErr = s.RecordLeaseUse(ctx, "eve", l.ID, 25, 15, now) }()
+		go func() { defer wg.Done(); _, retErr = s.ReturnLease(ctx, "eve", now, l.ID) }()
+		wg.Wait()
+		if retErr != nil {
+			t.Fatal(retErr)
+		}
+		switch {
+		case recErr == nil:
+			want -= 25
+			counted++
+		case errors.Is(recErr, store.ErrLeaseGone):
+			want -= 10
+			refused++
+		default:
+			t.Fatal(recErr)
+		}
+		if got := balance(t, s, "eve", time.Now()); got != want {
+			t.Fatalf("round %d: balance %d, want %d (record: %v)", i, got, want, recErr)
+		}
 	}
 }
