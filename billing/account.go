@@ -244,8 +244,10 @@ func (a *Account) applyReversal(payment string, now time.Time) int64 {
 		g.Remaining -= take
 		g.ClawedBack += take
 		taken += take
-		a.record(Entry{ID: fmt.Sprintf("clawback-%s-%d", g.ID, g.ClawedBack), Kind: EntryClawback, Source: g.Source,
-			Credits: -take, GrantID: g.ID, At: now, Note: reversalWords(r)})
+		// One entry per grant, holding all that was taken back from it, so
+		// that partial refunds leave the same ledger in any order.
+		a.record(Entry{ID: "clawback-" + g.ID, Kind: EntryClawback, Source: g.Source,
+			Credits: -g.ClawedBack, GrantID: g.ID, At: now, Note: reversalWords(r)})
 	}
 	return taken
 }

@@ -8,7 +8,5 @@
 //
 //	go test -count=1 -v -run TestWebhookStorm ./internal/storm
 //
-// STORM_EVENTS (default 1000) and STORM_ACCOUNTS (default 40) size it;
-// STORM_EXACT_LEDGER=1 also fails on clawback entries that differ only in
-// how a payment's partial refunds were split (see sameLedger).
+// STORM_EVENTS (default 1000) and STORM_ACCOUNTS (default 40) size it.
 package storm
