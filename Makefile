@@ -5,7 +5,7 @@ PORT ?= 8000
 export GOFLAGS ?= -buildvcs=false
 
 .PHONY: dev test check test-go test-terraform test-web test-e2e web-build emulators emulators-stop \
-	bench plans-sync plans-dry-run deploy-source deploy deploy-web destroy
+	bench plans-sync plans-dry-run deploy-source deploy deploy-web destroy fuzz storm
 
 ## dev: start the emulators, build the web app and serve everything on http://localhost:$(PORT)
 dev:
@@ -66,3 +66,14 @@ deploy-web:
 ## destroy: tear the deployment down, Firestore data included
 destroy:
 	terraform/deploy.sh destroy
+
+FUZZTIME ?= 60s
+## fuzz: every fuzz target for FUZZTIME each (their seed corpora run in make test)
+fuzz:
+	@set -e; for t in FuzzVerifyEvent FuzzSignedEventBody FuzzSignedEventFields; do go test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./payments; done; \
+	for t in FuzzMeterKey FuzzUserBodies FuzzWebhookDelivery; do go test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./api; done; \
+	go test -run '^$$' -fuzz '^FuzzClockAdvance$$' -fuzztime $(FUZZTIME) ./cmd/dev
+
+## storm: the webhook storm alone, verbose (1,000 events, duplicates, shuffles, two SIGKILLs)
+storm:
+	@eval "$$(scripts/emulators.sh start)" && go test -count=1 -v -run TestWebhookStorm ./internal/storm
