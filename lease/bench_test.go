@@ -25,7 +25,7 @@ func (memStore) TakeLease(_ context.Context, r store.LeaseRequest, now time.Time
 	return billing.Lease{ID: r.ID, Owner: r.Owner, Amount: r.Want, TakenAt: now, ExpiresAt: now.Add(r.TTL)}, 1 << 40, nil
 }
 
-func (memStore) RecordLeaseUse(context.Context, string, string, int64, int64, time.Time) error {
+func (memStore) RecordLeaseUses(context.Context, []store.LeaseUse, time.Time) error {
 	return nil
 }
 

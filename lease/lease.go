@@ -2,20 +2,20 @@
 // metered calls from blocks of credits (billing.Lease) leased to the
 // instance, instead of one Firestore transaction per call.
 //
-// A call is answered only once its use is durably recorded: every call
-// admitted since the last flush of a lease is recorded by one commit (the
-// lease document's running total and the day's usage), then all of them are
-// answered. One flush is in flight per lease; calls that arrive meanwhile
-// join the next. So the commits per call fall as the load rises, and an
-// instance killed at any moment has answered no call it did not record:
-// when its lease expires, the next account transaction settles it with
-// exactly the recorded use.
+// A call is answered only once its use is durably recorded: the calls
+// admitted since the last flush, on every lease the instance holds, are
+// recorded by one commit (each lease document's running total and each
+// account's usage of the day), then all of them are answered. One flush is
+// in flight per instance; calls that arrive meanwhile join the next. So the
+// commits per call fall as the load rises, and an instance killed at any
+// moment has answered no call it did not record: when its lease expires,
+// the next account transaction settles it with exactly the recorded use.
 //
 // Leases are returned when idle, exhausted, near expiry or on Close. Their
-// size adapts: it doubles while a block lasts less than half a lease
-// lifetime and halves when a block comes back mostly unused, between
-// MinBlock and MaxBlock, and never exceeds half the balance last seen
-// beside the leases (all of it once a single credit is left), so that
+// size adapts: it doubles while the recent rate would spend a block within
+// half a lease lifetime and halves when a block comes back mostly unused,
+// between MinBlock and MaxBlock, and never exceeds half the balance last
+// seen beside the leases (all of it once a single credit is left), so that
 // another instance is not refused while this one holds the credits.
 //
 // Keys are cached per instance for KeyTTL: a revoked key keeps working on an
@@ -44,8 +44,9 @@ type Store interface {
 	Key(ctx context.Context, hash string) (billing.APIKey, error)
 	// TakeLease takes a lease and returns it with the balance left beside it.
 	TakeLease(ctx context.Context, r store.LeaseRequest, now time.Time) (billing.Lease, int64, error)
-	// RecordLeaseUse records the lease's total use in one commit.
-	RecordLeaseUse(ctx context.Context, uid, id string, used, delta int64, now time.Time) error
+	// RecordLeaseUses records the leases' total use in one commit, all or
+	// nothing; store.ErrLeaseGone if any was settled already.
+	RecordLeaseUses(ctx context.Context, uses []store.LeaseUse, now time.Time) error
 	// ReturnLease settles the leases with their recorded use.
 	ReturnLease(ctx context.Context, uid string, now time.Time, ids ...string) (int64, error)
 }
@@ -63,7 +64,7 @@ type Config struct {
 	Owner          string        // this instance's name in lease ids [random]
 	Timeout        time.Duration // the deadline of each Firestore operation [10s]
 	// Linger is how long a flush waits for the calls that usually share it
-	// (as many as the largest recent batch) before it commits [5ms]; a lone
+	// (as many as the largest recent flush) before it commits [5ms]; a lone
 	// client's calls never wait. Negative: never wait.
 	Linger time.Duration
 }
@@ -119,6 +120,20 @@ type Manager struct {
 	work     sync.WaitGroup // flushes and returns in flight
 	stop     chan struct{}
 	janitor  sync.WaitGroup
+
+	// The flush: one commit in flight per instance records the calls of
+	// every lease admitted since the last.
+	fmu      sync.Mutex
+	dirty    []queued // leases with calls to record
+	flushing bool
+	pending  atomic.Int64  // calls admitted and not yet in a flush
+	more     chan struct{} // a call was admitted
+	peak     int64         // the largest recent flush, decaying; the flusher's own
+}
+
+type queued struct {
+	a *account
+	h *held
 }
 
 var _ billing.Meter = (*Manager)(nil)
@@ -158,8 +173,6 @@ type account struct {
 	balance  int64 // the account's balance beside its leases, as last seen
 	seen     bool  // whether balance has been seen
 	lastUsed time.Time
-	peak     int // the largest recent batch, decaying
-	more     chan struct{}
 	spent    []string // leases spent to the last credit, settled with the next return
 }
 
@@ -175,8 +188,10 @@ type held struct {
 	used        int64 // credits of calls admitted
 	recorded    int64 // credits of calls durably recorded
 	pending     []*call
-	flushing    bool
+	queued      bool // in Manager.dirty
+	inFlush     bool // its calls are in the commit in flight
 	retired     bool // no longer admits calls; returned after its last flush
+	returned    bool
 	lastUse     time.Time
 }
 
@@ -192,7 +207,7 @@ func New(st Store, clock billing.Clock, cfg Config, log *slog.Logger) *Manager {
 		log = slog.New(slog.DiscardHandler)
 	}
 	m := &Manager{st: st, cfg: cfg.withDefaults(), clock: clock, log: log,
-		keys: map[string]keyEntry{}, accounts: map[string]*account{}, stop: make(chan struct{})}
+		keys: map[string]keyEntry{}, accounts: map[string]*account{}, stop: make(chan struct{}), more: make(chan struct{}, 1)}
 	m.janitor.Add(1)
 	go m.sweep()
 	return m
@@ -280,87 +295,152 @@ func (m *Manager) admit(a *account, h *held, cost int64, now time.Time) *call {
 	h.lastUse, a.lastUsed = now, now
 	c := &call{remaining: a.balance + h.lease.Amount - h.used, done: make(chan error, 1)}
 	h.pending = append(h.pending, c)
-	select {
-	case a.more <- struct{}{}:
-	default:
+	m.pending.Add(1)
+	if !h.queued {
+		h.queued = true
+		m.fmu.Lock()
+		m.dirty = append(m.dirty, queued{a, h})
+		start := !m.flushing
+		if start {
+			m.flushing = true
+			m.work.Add(1)
+		}
+		m.fmu.Unlock()
+		if start {
+			go m.flush()
+		}
 	}
-	if !h.flushing {
-		h.flushing = true
-		m.work.Add(1)
-		go m.flush(a, h)
+	select {
+	case m.more <- struct{}{}:
+	default:
 	}
 	return c
 }
 
-// flush records h's admitted calls, a batch per commit, and answers them,
-// until none are left; a retired lease is then returned.
-func (m *Manager) flush(a *account, h *held) {
+// part is one lease's share of a flush.
+type part struct {
+	queued
+	calls []*call
+	use   store.LeaseUse
+}
+
+// maxLeasesPerCommit keeps a commit within Firestore's 500 writes (a lease
+// document and a usage document each).
+const maxLeasesPerCommit = 200
+
+// flush records the calls admitted on every lease, one commit per round,
+// and answers them, until none are left; retired leases are then returned.
+func (m *Manager) flush() {
 	defer m.work.Done()
 	for {
-		m.linger(a, h)
-		a.mu.Lock()
-		batch := h.pending
-		h.pending = nil
+		m.linger()
+		m.fmu.Lock()
+		batch := m.dirty
+		m.dirty = nil
 		if len(batch) == 0 {
-			h.flushing = false
-			retired := h.retired
-			a.mu.Unlock()
-			if retired {
-				m.giveBack(a, h)
-			}
+			m.flushing = false
+			m.fmu.Unlock()
 			return
 		}
-		used, delta := h.used, h.used-h.recorded
-		a.peak = max(len(batch), a.peak-a.peak/8)
-		a.mu.Unlock()
+		m.fmu.Unlock()
 
-		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.Timeout)
-		err := m.st.RecordLeaseUse(ctx, a.uid, h.lease.ID, used, delta, m.clock.Now())
-		cancel()
-
-		a.mu.Lock()
-		if err == nil {
-			h.recorded = used
-		} else {
-			// Whether or not the commit landed, the lease document has the
-			// truth that settlement reads; stop spending this lease.
-			m.log.Warn("lease: record use", "uid", a.uid, "lease", h.lease.ID, "calls", len(batch), "err", err)
-			m.retire(a, h)
-			err = errNotRecorded
+		parts := make([]part, 0, len(batch))
+		var n int64
+		for _, q := range batch {
+			q.a.mu.Lock()
+			q.h.queued = false
+			if calls := q.h.pending; len(calls) > 0 {
+				q.h.pending = nil
+				q.h.inFlush = true
+				parts = append(parts, part{queued: q, calls: calls, use: store.LeaseUse{UID: q.a.uid, ID: q.h.lease.ID,
+					Used: q.h.used, Delta: q.h.used - q.h.recorded}})
+				n += int64(len(calls))
+			}
+			q.a.mu.Unlock()
 		}
-		a.mu.Unlock()
-		for _, c := range batch {
-			c.done <- err
+		m.pending.Add(-n)
+		m.peak = max(n, m.peak-m.peak/8)
+
+		errs := m.record(parts)
+		for i, p := range parts {
+			err := errs[i]
+			p.a.mu.Lock()
+			p.h.inFlush = false
+			if err == nil {
+				p.h.recorded = p.use.Used
+			} else {
+				// Whether or not the commit landed, the lease document has
+				// the truth that settlement reads; stop spending this lease.
+				m.log.Warn("lease: record use", "uid", p.a.uid, "lease", p.h.lease.ID, "calls", len(p.calls), "err", err)
+				m.retire(p.a, p.h)
+				err = errNotRecorded
+			}
+			m.returnIfDone(p.a, p.h)
+			p.a.mu.Unlock()
+			for _, c := range p.calls {
+				c.done <- err
+			}
 		}
 	}
 }
 
-// linger waits, up to the configured time, until h has as many calls
-// pending as the account's recent peak batch.
-func (m *Manager) linger(a *account, h *held) {
+// record commits the parts' use, maxLeasesPerCommit leases a commit, and
+// returns each part's error. A commit refused because one of its leases was
+// settled meanwhile is retried lease by lease, so that the others' calls
+// are recorded.
+func (m *Manager) record(parts []part) []error {
+	errs := make([]error, len(parts))
+	for lo := 0; lo < len(parts); lo += maxLeasesPerCommit {
+		hi := min(lo+maxLeasesPerCommit, len(parts))
+		uses := make([]store.LeaseUse, 0, hi-lo)
+		for _, p := range parts[lo:hi] {
+			uses = append(uses, p.use)
+		}
+		err := m.commit(uses)
+		if errors.Is(err, store.ErrLeaseGone) && len(uses) > 1 {
+			for i := range uses {
+				errs[lo+i] = m.commit(uses[i : i+1])
+			}
+			continue
+		}
+		for i := lo; i < hi; i++ {
+			errs[i] = err
+		}
+	}
+	return errs
+}
+
+func (m *Manager) commit(uses []store.LeaseUse) error {
+	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.Timeout)
+	defer cancel()
+	return m.st.RecordLeaseUses(ctx, uses, m.clock.Now())
+}
+
+// linger waits, up to the configured time, until as many calls are pending
+// as the largest recent flush held.
+func (m *Manager) linger() {
 	if m.cfg.Linger <= 0 {
 		return
 	}
 	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for {
-		a.mu.Lock()
-		n, peak, retired := len(h.pending), a.peak, h.retired
-		a.mu.Unlock()
-		if n == 0 || n >= peak || retired {
-			break
+		n := m.pending.Load()
+		if n == 0 || n >= m.peak {
+			return
 		}
 		if timer == nil {
 			timer = time.NewTimer(m.cfg.Linger)
 		}
 		select {
-		case <-a.more:
-			continue
+		case <-m.more:
 		case <-timer.C:
 			return
 		}
-	}
-	if timer != nil {
-		timer.Stop()
 	}
 }
 
@@ -420,13 +500,21 @@ func (m *Manager) retire(a *account, h *held) {
 	case h.used*2 < h.lease.Amount:
 		a.block = max(a.block/2, m.cfg.MinBlock)
 	}
-	if !h.flushing {
-		m.work.Add(1)
-		go func() {
-			defer m.work.Done()
-			m.giveBack(a, h)
-		}()
+	m.returnIfDone(a, h)
+}
+
+// returnIfDone returns h once it is retired and its calls are recorded.
+// a.mu is held.
+func (m *Manager) returnIfDone(a *account, h *held) {
+	if !h.retired || h.returned || h.queued || h.inFlush || len(h.pending) > 0 {
+		return
 	}
+	h.returned = true
+	m.work.Add(1)
+	go func() {
+		defer m.work.Done()
+		m.giveBack(a, h)
+	}()
 }
 
 // giveBack settles h in one transaction, with the spent leases not yet
@@ -504,7 +592,7 @@ func (m *Manager) account(uid string) (*account, error) {
 	}
 	a, ok := m.accounts[uid]
 	if !ok {
-		a = &account{uid: uid, block: m.cfg.MinBlock, more: make(chan struct{}, 1)}
+		a = &account{uid: uid, block: m.cfg.MinBlock}
 		m.accounts[uid] = a
 	}
 	return a, nil

@@ -149,22 +149,49 @@ func (s *Store) TakeLease(ctx context.Context, r LeaseRequest, now time.Time) (b
 	return l, balance, nil
 }
 
+// LeaseUse is what one lease has spent so far (Used) and since its last
+// record (Delta).
+type LeaseUse struct {
+	UID, ID     string
+	Used, Delta int64
+}
+
 // RecordLeaseUse durably records, in one commit without a transaction, that
 // used credits of lease id have been spent so far, delta of them since the
 // last record, counting delta in the day's usage. It returns ErrLeaseGone,
 // recording nothing, when the lease was settled already.
 func (s *Store) RecordLeaseUse(ctx context.Context, uid, id string, used, delta int64, now time.Time) error {
+	return s.RecordLeaseUses(ctx, []LeaseUse{{UID: uid, ID: id, Used: used, Delta: delta}}, now)
+}
+
+// RecordLeaseUses records the use of several leases, of any accounts, in
+// one commit without a transaction: each lease document's total and each
+// account's usage of the day. It records all or nothing, and returns
+// ErrLeaseGone, recording nothing, when any of the leases was settled
+// already.
+func (s *Store) RecordLeaseUses(ctx context.Context, uses []LeaseUse, now time.Time) error {
 	day := now.UTC()
-	usage := s.account(uid).Collection(usageCol).Doc(day.Format("2006-01"))
-	//lint:ignore SA1019 one commit of two writes, no reads: a transaction would add an RPC.
+	month, dayKey := day.Format("2006-01"), strconv.Itoa(day.Day())
+	//lint:ignore SA1019 one commit of plain writes, no reads: a transaction would add an RPC.
 	b := s.fs.Batch()
-	b.Update(s.lease(uid, id), []firestore.Update{{Path: "used", Value: used}})
-	b.Set(usage, map[string]any{"days": map[string]any{strconv.Itoa(day.Day()): firestore.Increment(delta)}}, firestore.MergeAll)
+	perAccount := map[string]int64{}
+	var uids []string
+	for _, u := range uses {
+		b.Update(s.lease(u.UID, u.ID), []firestore.Update{{Path: "used", Value: u.Used}})
+		if _, ok := perAccount[u.UID]; !ok {
+			uids = append(uids, u.UID)
+		}
+		perAccount[u.UID] += u.Delta
+	}
+	for _, uid := range uids { // one write per usage document
+		usage := s.account(uid).Collection(usageCol).Doc(month)
+		b.Set(usage, map[string]any{"days": map[string]any{dayKey: firestore.Increment(perAccount[uid])}}, firestore.MergeAll)
+	}
 	if _, err := b.Commit(ctx); err != nil {
 		if status.Code(err) == codes.NotFound {
-			return fmt.Errorf("record use of lease %s: %w", id, ErrLeaseGone)
+			return fmt.Errorf("record use of %d leases: %w", len(uses), ErrLeaseGone)
 		}
-		return fmt.Errorf("record use of lease %s: %w", id, err)
+		return fmt.Errorf("record use of %d leases: %w", len(uses), err)
 	}
 	return nil
 }

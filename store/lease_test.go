@@ -169,3 +169,42 @@ func TestRecordRacingSettlementIsCountedOrRefused(t *testing.T) {
 		}
 	}
 }
+
+func TestRecordLeaseUsesIsOneCommitForManyAccounts(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	now := time.Now()
+	var uses []store.LeaseUse
+	for _, uid := range []string{"fay", "gus"} {
+		provisionNow(t, s, uid)
+		l, _, err := s.TakeLease(ctx, store.LeaseRequest{UID: uid, ID: uid + "-1", Want: 20, TTL: time.Minute}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		uses = append(uses, store.LeaseUse{UID: uid, ID: l.ID, Used: 5, Delta: 5})
+	}
+	if err := s.RecordLeaseUses(ctx, uses, now); err != nil {
+		t.Fatal(err)
+	}
+	// gus's lease is settled: a commit naming it records nothing, for fay either.
+	if _, err := s.ReturnLease(ctx, "gus", now, "gus-1"); err != nil {
+		t.Fatal(err)
+	}
+	uses[0].Used, uses[0].Delta = 8, 3
+	uses[1].Used, uses[1].Delta = 9, 4
+	if err := s.RecordLeaseUses(ctx, uses, now); !errors.Is(err, store.ErrLeaseGone) {
+		t.Fatalf("err = %v", err)
+	}
+	for uid, want := range map[string]int64{"fay": 5, "gus": 5} {
+		days, err := s.Usage(ctx, uid, now, now)
+		if err != nil || len(days) != 1 || days[0].Credits != want {
+			t.Fatalf("%s usage %+v: %v", uid, days, err)
+		}
+	}
+	if _, err := s.ReturnLease(ctx, "fay", now, "fay-1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := balance(t, s, "fay", now); got != 45 {
+		t.Fatalf("fay's balance %d", got)
+	}
+}
