@@ -88,22 +88,12 @@ func Load(getenv func(string) string) (Config, error) {
 	if c.MeterMode != "txn" && c.MeterMode != "lease" {
 		return Config{}, fmt.Errorf("METER_MODE must be txn or lease")
 	}
-	durations := []struct {
-		env      string
-		def      string
-		min, max time.Duration
-		to       *time.Duration
-	}{
-		{"LEASE_TTL", "30s", time.Second, time.Hour, &c.LeaseTTL},
-		{"LEASE_IDLE", "3s", 100 * time.Millisecond, time.Hour, &c.LeaseIdle},
-		{"KEY_CACHE_TTL", "10s", 100 * time.Millisecond, time.Hour, &c.KeyCacheTTL},
-	}
-	for _, d := range durations {
-		v, err := time.ParseDuration(get(d.env, d.def))
-		if err != nil || v < d.min || v > d.max {
-			return Config{}, fmt.Errorf("%s must be a duration from %s to %s, like %s", d.env, d.min, d.max, d.def)
-		}
-		*d.to = v
+	var errs []error
+	c.LeaseTTL = duration(&errs, "LEASE_TTL", get("LEASE_TTL", "30s"), "30s", time.Second)
+	c.LeaseIdle = duration(&errs, "LEASE_IDLE", get("LEASE_IDLE", "3s"), "3s", 100*time.Millisecond)
+	c.KeyCacheTTL = duration(&errs, "KEY_CACHE_TTL", get("KEY_CACHE_TTL", "10s"), "10s", 100*time.Millisecond)
+	if len(errs) > 0 {
+		return Config{}, errs[0]
 	}
 	if c.LeaseIdle >= c.LeaseTTL {
 		return Config{}, fmt.Errorf("LEASE_IDLE must be shorter than LEASE_TTL")
@@ -117,6 +107,16 @@ func Load(getenv func(string) string) (Config, error) {
 		return Config{}, fmt.Errorf("LOG_FORMAT must be json or text")
 	}
 	return c, nil
+}
+
+// duration parses v, the value of env, as a duration from least to an hour,
+// appending an error naming env to errs if it is not one.
+func duration(errs *[]error, env, v, example string, least time.Duration) time.Duration {
+	d, err := time.ParseDuration(v)
+	if err != nil || d < least || d > time.Hour {
+		*errs = append(*errs, fmt.Errorf("%s must be a duration from %s to 1h, like %s", env, least, example))
+	}
+	return d
 }
 
 func parseCosts(s string) (map[string]int64, error) {
