@@ -161,6 +161,11 @@ func readBody(r *http.Request) ([]byte, error) {
 	return b, nil
 }
 
+// Decode reads one JSON object into v as every handler here does: the body
+// capped, UTF-8, no unknown fields, nothing after the object. Its errors are
+// *billing.Error, safe to answer with WriteError.
+func Decode(r *http.Request, v any) error { return decode(r, v, false) }
+
 // decode reads one JSON object into v, refusing unknown fields, trailing
 // data and the problems readBody refuses. An empty body is allowed when
 // optional is true and leaves v unchanged.

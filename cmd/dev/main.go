@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -160,7 +159,11 @@ func (d *devServer) advance(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		Seconds int64 `json:"seconds"`
 	}
-	if err := json.NewDecoder(r.Body).Decode(&in); err != nil || in.Seconds < 0 || in.Seconds > 10*366*24*3600 {
+	if err := api.Decode(r, &in); err != nil {
+		d.api.WriteError(w, r, err)
+		return
+	}
+	if in.Seconds < 0 || in.Seconds > 10*366*24*3600 {
 		d.api.WriteError(w, r, billing.Errorf(billing.CodeBadRequest, `send {"seconds": N} with N from 0 to ten years`))
 		return
 	}
