@@ -454,7 +454,9 @@ func (m *Manager) takeLease(a *account, hash string, want int64, now time.Time) 
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.taking = nil
-	a.balance, a.seen = balance, true
+	if err == nil || errors.Is(err, billing.ErrInsufficientCredits) {
+		a.balance, a.seen = balance, true
+	}
 	if err != nil {
 		if errors.Is(err, billing.ErrNotFound) {
 			return billing.ErrInvalidAPIKey // the owner is gone
