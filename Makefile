@@ -5,7 +5,7 @@ PORT ?= 8000
 export GOFLAGS ?= -buildvcs=false
 
 .PHONY: dev test check test-go test-terraform test-web test-e2e web-build emulators emulators-stop \
-	bench plans-sync plans-dry-run deploy-source deploy deploy-web destroy fuzz storm
+	bench plans-sync plans-dry-run deploy-source deploy deploy-web destroy fuzz storm load
 
 ## dev: start the emulators, build the web app and serve everything on http://localhost:$(PORT)
 dev:
@@ -77,3 +77,7 @@ fuzz:
 ## storm: the webhook storm alone, verbose (1,000 events, duplicates, shuffles, two SIGKILLs)
 storm:
 	@eval "$$(scripts/emulators.sh start)" && go test -count=1 -v -run TestWebhookStorm ./internal/storm
+
+## load: both metering modes in one run on one hot key, through HTTP (docs/cost.md)
+load:
+	@eval "$$(scripts/emulators.sh start)" && bash cmd/load/compare.sh

@@ -50,7 +50,7 @@ gotest() {
 bench() {
 	start_emulators
 	say "benchmarks"
-	go test -run '^$' -bench . -benchmem -count=1 ./billing ./store ./api
+	go test -run '^$' -bench . -benchmem -count=1 ./billing ./store ./lease
 }
 
 e2e() {

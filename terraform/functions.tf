@@ -112,6 +112,11 @@ locals {
     # both task handlers, so every function needs it.
     TASKS_RECONCILE_URL = local.function_url["task-reconcile"]
     LOG_FORMAT          = var.log_format
+    METER_MODE          = var.meter_mode
+    LEASE_TTL           = var.lease_ttl
+    LEASE_IDLE          = var.lease_idle
+    LEASE_MAX_BLOCK     = tostring(var.lease_max_block)
+    KEY_CACHE_TTL       = var.key_cache_ttl
   }
 
   source_zip = startswith(var.source_zip, "/") ? var.source_zip : "${path.module}/${var.source_zip}"

@@ -142,3 +142,37 @@ variable "labels" {
   description = "Labels added to every resource that takes labels."
   default     = { app = "paymeter" }
 }
+
+variable "meter_mode" {
+  type        = string
+  description = "Metering (METER_MODE): txn, one Firestore transaction per call, or lease, credit leases per instance (docs/cost.md)."
+  default     = "txn"
+  validation {
+    condition     = contains(["txn", "lease"], var.meter_mode)
+    error_message = "meter_mode must be txn or lease."
+  }
+}
+
+variable "lease_ttl" {
+  type        = string
+  description = "Lease mode: a credit lease's lifetime (LEASE_TTL), the longest a crashed instance strands its unused credits."
+  default     = "30s"
+}
+
+variable "lease_idle" {
+  type        = string
+  description = "Lease mode: a lease unused this long goes back to the balance (LEASE_IDLE); shorter than lease_ttl."
+  default     = "3s"
+}
+
+variable "lease_max_block" {
+  type        = number
+  description = "Lease mode: the most credits one lease takes (LEASE_MAX_BLOCK), 10 to 1000000."
+  default     = 1000
+}
+
+variable "key_cache_ttl" {
+  type        = string
+  description = "Lease mode: how long an instance trusts an API key lookup (KEY_CACHE_TTL): the revocation delay."
+  default     = "10s"
+}
