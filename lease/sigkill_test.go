@@ -134,12 +134,13 @@ func TestSIGKILLMidLoadLosesNoCreditAndAnswersNoneUnrecorded(t *testing.T) {
 	// for seconds, so this waits for progress rather than a fixed time),
 	// and stop once a has served on after it.
 	waitFor := func(what string, cond func() bool) {
-		deadline := time.Now().Add(20 * time.Second)
+		// The emulator holds a contended document's locks for up to 30 s.
+		deadline := time.Now().Add(75 * time.Second)
 		for !cond() {
 			if time.Now().After(deadline) {
 				close(stop)
 				wg.Wait()
-				t.Fatalf("%s: no progress in 20s (200s: %d on a, %d on b)", what, okOn[0].Load(), okOn[1].Load())
+				t.Fatalf("%s: no progress in 75s (200s: %d on a, %d on b)", what, okOn[0].Load(), okOn[1].Load())
 			}
 			time.Sleep(10 * time.Millisecond)
 		}

@@ -44,7 +44,9 @@ start_emulators() {
 gotest() {
 	start_emulators
 	say "go test -race (unit, Firestore and Auth emulators, security rules, stripe-mock, Cloud Tasks emulator)"
-	go test -race -count=1 -timeout 20m ./...
+	# -p 1: one package at a time, so that the emulator-heavy tests (the
+	# webhook storm, the SIGKILL test) do not stall each other's transactions.
+	go test -race -count=1 -p 1 -timeout 30m ./...
 }
 
 bench() {
