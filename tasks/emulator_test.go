@@ -2,17 +2,13 @@ package tasks_test
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -27,74 +23,15 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/paymeter/paymeter/billing"
+	"github.com/paymeter/paymeter/internal/emulator"
 	"github.com/paymeter/paymeter/tasks"
 )
-
-// emulatorModule is the tools module that pins the Cloud Tasks emulator.
-const emulatorModule = "../tools/cloudtasks-emulator"
 
 // unavailable skips the test, or fails it under CI=true, where the emulator
 // must run.
 func unavailable(t *testing.T, format string, args ...any) {
 	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("cloud tasks emulator: "+format, args...)
-	}
-	t.Skipf("cloud tasks emulator unavailable (CI=true makes this fail): "+format, args...)
-}
-
-// emulatorBinary builds the emulator once into the user cache, keyed by the
-// tools module's go.mod and go.sum, and returns its path.
-func emulatorBinary(t *testing.T) string {
-	t.Helper()
-	h := sha256.New()
-	for _, f := range []string{"go.mod", "go.sum"} {
-		b, err := os.ReadFile(filepath.Join(emulatorModule, f))
-		if err != nil {
-			unavailable(t, "read tools module: %v", err)
-		}
-		h.Write(b)
-	}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
-	dir := filepath.Join(cache, "paymeter", "cloud-tasks-emulator-"+hex.EncodeToString(h.Sum(nil))[:16])
-	bin := filepath.Join(dir, "cloud-tasks-emulator")
-	if _, err := os.Stat(bin); err == nil {
-		return bin
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		unavailable(t, "cache dir: %v", err)
-	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		unavailable(t, "no go command: %v", err)
-	}
-	tmp := fmt.Sprintf("%s.%d.tmp", bin, os.Getpid())
-	start := time.Now()
-	cmd := exec.Command(goBin, "build", "-o", tmp, "github.com/aertje/cloud-tasks-emulator")
-	cmd.Dir = emulatorModule
-	cmd.Env = append(os.Environ(), "GOWORK=off", "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		unavailable(t, "build: %v\n%s", err, out)
-	}
-	if err := os.Rename(tmp, bin); err != nil {
-		unavailable(t, "install: %v", err)
-	}
-	t.Logf("built the cloud tasks emulator in %s: %s", time.Since(start).Round(time.Millisecond), bin)
-	return bin
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		unavailable(t, "free port: %v", err)
-	}
-	defer l.Close()
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	return port
+	emulator.Unavailable(t, "cloud tasks emulator", fmt.Errorf(format, args...))
 }
 
 // syncBuffer is a bytes.Buffer safe for the emulator's output.
@@ -119,8 +56,8 @@ func (s *syncBuffer) String() string {
 // returns its gRPC address and the URL of its token-signing keys.
 func startEmulator(t *testing.T) (addr, jwksURL string) {
 	t.Helper()
-	bin := emulatorBinary(t)
-	port, oidcPort := freePort(t), freePort(t)
+	bin := emulator.BuildTool(t, "cloudtasks-emulator", "github.com/aertje/cloud-tasks-emulator")
+	port, oidcPort := emulator.FreePort(t), emulator.FreePort(t)
 	issuer := "http://127.0.0.1:" + oidcPort
 	out := &syncBuffer{}
 	cmd := exec.Command(bin, "-host", "127.0.0.1", "-port", port, "-openid-issuer", issuer)
