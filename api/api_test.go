@@ -99,12 +99,17 @@ type response struct {
 
 func (h *harness) do(method, path, body string, header ...string) response {
 	h.t.Helper()
+	return serve(h.mux, method, path, body, header...)
+}
+
+// serve makes one request to h; header holds name, value pairs.
+func serve(h http.Handler, method, path, body string, header ...string) response {
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
 	rec := httptest.NewRecorder()
-	h.mux.ServeHTTP(rec, req)
+	h.ServeHTTP(rec, req)
 	raw, _ := io.ReadAll(rec.Body)
 	res := response{status: rec.Code, header: rec.Header(), raw: string(raw)}
 	_ = json.Unmarshal(raw, &res.body)

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	mrand "math/rand/v2"
 	"net/http"
@@ -257,16 +256,7 @@ func newWorld(t testing.TB, st backend, deliver bool, sched ...billing.Scheduler
 
 func (w *world) do(method, path, body string, header ...string) response {
 	w.t.Helper()
-	req := httptest.NewRequest(method, path, strings.NewReader(body))
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	rec := httptest.NewRecorder()
-	w.mux.ServeHTTP(rec, req)
-	raw, _ := io.ReadAll(rec.Body)
-	res := response{status: rec.Code, header: rec.Header(), raw: string(raw)}
-	_ = json.Unmarshal(raw, &res.body)
-	return res
+	return serve(w.mux, method, path, body, header...)
 }
 
 func (w *world) as(uid, method, path, body string) response {
