@@ -276,21 +276,14 @@ func dayStart(t time.Time) time.Time {
 // DebitKey debits cost credits from the account that owns the key hashed as
 // hash: one key read and one transaction on the account.
 func (s *Store) DebitKey(ctx context.Context, hash string, cost int64, now time.Time) (int64, error) {
-	keyRef := s.fs.Collection(keysCol).Doc(hash)
-	snap, err := keyRef.Get(ctx)
-	if status.Code(err) == codes.NotFound {
-		return 0, billing.ErrInvalidAPIKey
-	}
+	key, err := s.Key(ctx, hash)
 	if err != nil {
-		return 0, fmt.Errorf("get key: %w", err)
-	}
-	var key billing.APIKey
-	if err := snap.DataTo(&key); err != nil {
-		return 0, fmt.Errorf("decode key: %w", err)
+		return 0, err
 	}
 	if key.Revoked {
 		return 0, billing.ErrInvalidAPIKey
 	}
+	keyRef := s.fs.Collection(keysCol).Doc(hash)
 	var remaining int64
 	err = s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		a, err := s.getAccount(tx, key.UID)
