@@ -21,14 +21,11 @@ import (
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/internal/emulator"
+	"github.com/paymeter/paymeter/internal/testclock"
 	"github.com/paymeter/paymeter/store"
 )
 
 var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-
-type fixedClock struct{ t time.Time }
-
-func (c fixedClock) Now() time.Time { return c.t }
 
 // tokens is a TokenVerifier double: "token-<uid>" is uid's ID token. The
 // Firebase verifier itself is tested against the Auth emulator.
@@ -79,7 +76,7 @@ func newHarness(t *testing.T, env map[string]string) *harness {
 	st := store.New(client, cat.Free())
 	h := &harness{t: t, mux: http.NewServeMux(), store: st, sched: &scheduled{}, logs: &bytes.Buffer{}}
 	srv := &api.Server{Config: cfg, Catalog: cat, Accounts: st, History: st, Keys: st, Meter: st, Events: st,
-		Scheduler: h.sched, Auth: tokens{}, Clock: fixedClock{t0}, Random: rand.Reader,
+		Scheduler: h.sched, Auth: tokens{}, Clock: testclock.New(t0), Random: rand.Reader,
 		Log: slog.New(slog.NewTextHandler(h.logs, nil))}
 	h.mux.Handle("/api/", srv.NotFound())
 	for _, f := range srv.Functions() {

@@ -25,6 +25,7 @@ import (
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/devstripe"
 	"github.com/paymeter/paymeter/internal/emulator"
+	"github.com/paymeter/paymeter/internal/testclock"
 	"github.com/paymeter/paymeter/payments"
 	"github.com/paymeter/paymeter/store"
 )
@@ -35,15 +36,6 @@ import (
 // offline stand-in, which sends the events Stripe would, signed.
 
 const whsec = "whsec_billing_test"
-
-// clock is a settable test clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Set(t time.Time) { c.mu.Lock(); defer c.mu.Unlock(); c.t = t }
 
 // backend is what the billing handlers need of a store.
 type backend interface {
@@ -212,7 +204,7 @@ func (p *countingPayments) EnsureCustomer(ctx context.Context, uid, email string
 type world struct {
 	t     testing.TB
 	st    backend
-	clock *clock
+	clock *testclock.Clock
 	sched *scheduled
 	pay   *countingPayments
 	dev   *devstripe.Stripe
@@ -228,7 +220,7 @@ func newWorld(t testing.TB, st backend, deliver bool, sched ...billing.Scheduler
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &world{t: t, st: st, clock: &clock{t: t0}, sched: &scheduled{}, mux: http.NewServeMux(), logs: &bytes.Buffer{}}
+	w := &world{t: t, st: st, clock: testclock.New(t0), sched: &scheduled{}, mux: http.NewServeMux(), logs: &bytes.Buffer{}}
 	var hook http.Handler = w.mux
 	if !deliver {
 		hook = http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}) // accepted, applied nowhere

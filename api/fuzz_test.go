@@ -22,6 +22,7 @@ import (
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/devstripe"
+	"github.com/paymeter/paymeter/internal/testclock"
 	"github.com/paymeter/paymeter/payments"
 )
 
@@ -145,7 +146,7 @@ func newFuzzServer(tb testing.TB) *fuzzServer {
 	fs := &fuzzServer{mux: http.NewServeMux(), keys: &fzKeys{keys: map[string]billing.APIKey{}, balance: map[string]int64{}},
 		logs: &bytes.Buffer{}}
 	st := newMemStore()
-	clk := &clock{t: t0}
+	clk := testclock.New(t0)
 	fs.dev = devstripe.New(devstripe.Config{PublicURL: "http://paymeter.test", WebhookSecret: fzWhsec, Webhook: fs.mux,
 		Catalog: billing.DefaultCatalog(), Clock: clk, Random: mrand.NewChaCha8([32]byte{'a', 'p', 'i'}), Wait: time.Second})
 	tb.Cleanup(fs.dev.Close)

@@ -14,24 +14,13 @@ import (
 
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/devstripe"
+	"github.com/paymeter/paymeter/internal/testclock"
 	"github.com/paymeter/paymeter/payments"
 )
 
 const secret = "whsec_devstripe_test"
 
 var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // hook is a webhook that verifies each delivery as the real one does and
 // keeps the decoded events; it refuses the first failFirst deliveries.
@@ -66,10 +55,10 @@ func (h *hook) got() []billing.Event {
 	return append([]billing.Event(nil), h.events...)
 }
 
-func setup(t *testing.T, failFirst int) (*devstripe.Stripe, http.Handler, *hook, *clock) {
+func setup(t *testing.T, failFirst int) (*devstripe.Stripe, http.Handler, *hook, *testclock.Clock) {
 	t.Helper()
 	h := &hook{verifier: payments.NewWebhook(secret), failFirst: failFirst}
-	c := &clock{t: t0}
+	c := testclock.New(t0)
 	s := devstripe.New(devstripe.Config{PublicURL: "http://localhost:8000/", WebhookSecret: secret, Webhook: h,
 		Catalog: billing.DefaultCatalog(), Clock: c})
 	t.Cleanup(s.Close)

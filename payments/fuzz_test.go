@@ -15,6 +15,7 @@ import (
 
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/devstripe"
+	"github.com/paymeter/paymeter/internal/testclock"
 	"github.com/paymeter/paymeter/payments"
 )
 
@@ -25,19 +26,6 @@ import (
 //	go test -run '^$' -fuzz '^FuzzVerifyEvent$' -fuzztime 60s ./payments
 //
 // and likewise for FuzzSignedEventFields and FuzzSignedEventBody.
-
-// fuzzClock is a settable clock for the stand-in that makes the seeds.
-type fuzzClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fuzzClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fuzzClock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 var (
 	standinOnce     sync.Once
@@ -52,7 +40,7 @@ var (
 func standinEvents(tb testing.TB) [][]byte {
 	tb.Helper()
 	standinOnce.Do(func() {
-		c := &fuzzClock{t: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
+		c := testclock.New(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC))
 		accept := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
 		s := devstripe.New(devstripe.Config{PublicURL: "http://paymeter.test", WebhookSecret: secret, Webhook: accept,
 			Catalog: billing.DefaultCatalog(), Clock: c, Random: mrand.NewChaCha8([32]byte{'f', 'u', 'z', 'z'})})
@@ -88,17 +76,17 @@ func standinEvents(tb testing.TB) [][]byte {
 		}
 		buy("Basic", billing.PriceMonthly)
 		sub := last("subscriptions")
-		c.add(31 * 24 * time.Hour)
+		c.Add(31 * 24 * time.Hour)
 		if err := s.AdvanceTo(ctx, c.Now()); err != nil {
 			tb.Fatal(err)
 		}
-		c.add(24 * time.Hour)
+		c.Add(24 * time.Hour)
 		act("/dev/subscriptions/"+sub+"/fail", "")
-		c.add(24 * time.Hour)
+		c.Add(24 * time.Hour)
 		act("/dev/subscriptions/"+sub+"/update", `{"plan":"Power"}`)
-		c.add(24 * time.Hour)
+		c.Add(24 * time.Hour)
 		act("/dev/subscriptions/"+sub+"/cancel", `{"atPeriodEnd":true}`)
-		c.add(24 * time.Hour)
+		c.Add(24 * time.Hour)
 		act("/dev/subscriptions/"+sub+"/cancel", `{"atPeriodEnd":false}`)
 		buy("Basic", billing.PriceInstant)
 		act("/dev/charges/"+last("charges")+"/refund", `{"amount":100}`)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/paymeter/paymeter/billing"
+	"github.com/paymeter/paymeter/internal/testclock"
 	"github.com/paymeter/paymeter/tasks"
 )
 
@@ -28,10 +29,6 @@ func (s *recordingScheduler) ScheduleGrant(_ context.Context, t billing.GrantTas
 	return s.err
 }
 
-type fixedClock time.Time
-
-func (c fixedClock) Now() time.Time { return time.Time(c) }
-
 // brokenStore fails every call.
 type brokenStore struct{}
 
@@ -47,7 +44,7 @@ func post(h http.Handler, method, body string) *httptest.ResponseRecorder {
 
 func TestGrantHandlerRefusesMalformedTasks(t *testing.T) {
 	sched := &recordingScheduler{}
-	h := tasks.NewGrantHandler(newMemStore(), sched, fixedClock(time.Now()), billing.DefaultCatalog().Free(), nil)
+	h := tasks.NewGrantHandler(newMemStore(), sched, testclock.New(time.Now()), billing.DefaultCatalog().Free(), nil)
 	for _, body := range []string{
 		``, `not json`, `[]`, `{"uid":"u"}{"uid":"u"}`, `{"uid":"u","period":1,"extra":true}`,
 		`{"period":1}`, `{"uid":"","period":1}`, `{"uid":"u","period":-1}`, `{"uid":"u","period":"1"}`,
@@ -120,7 +117,7 @@ func TestGrantHandler(t *testing.T) {
 				store = tt.store
 			}
 			sched := &recordingScheduler{err: tt.schedErr}
-			h := tasks.NewGrantHandler(store, sched, fixedClock(tt.now), free, nil)
+			h := tasks.NewGrantHandler(store, sched, testclock.New(tt.now), free, nil)
 			w := post(h, http.MethodPost, tt.body)
 			if w.Code != tt.want {
 				t.Fatalf("status %d, want %d: %s", w.Code, tt.want, w.Body)
@@ -203,7 +200,7 @@ func (f *failFor) ScheduleGrant(ctx context.Context, t billing.GrantTask) error 
 func TestReconcileHandler(t *testing.T) {
 	task := func(uid string) billing.GrantTask { return billing.GrantTask{UID: uid, Period: 3} }
 	pages := [][]billing.GrantTask{{task("a"), task("b")}, {task("c")}, {task("d"), task("e")}}
-	clock := fixedClock(time.Now())
+	clock := testclock.New(time.Now())
 
 	t.Run("pages through all", func(t *testing.T) {
 		sched := &recordingScheduler{}
@@ -245,7 +242,7 @@ func TestReconcileHandler(t *testing.T) {
 		var before time.Time
 		h := tasks.NewReconcileHandler(overdueFunc(func(b time.Time) { before = b }), &recordingScheduler{}, clock, nil)
 		post(h, http.MethodPost, "")
-		if want := time.Time(clock).Add(-time.Hour); !before.Equal(want) {
+		if want := clock.Now().Add(-time.Hour); !before.Equal(want) {
 			t.Fatalf("before = %s, want %s", before, want)
 		}
 	})

@@ -14,6 +14,8 @@ import (
 
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/devstripe"
+
+	"github.com/paymeter/paymeter/internal/testclock"
 )
 
 // generator runs random lifecycles on the stand-in, through its Go API and
@@ -23,7 +25,7 @@ type generator struct {
 	t        *testing.T
 	stand    *devstripe.Stripe
 	routes   http.Handler
-	clock    *clock
+	clock    *testclock.Clock
 	rng      *mrand.Rand
 	accounts map[string]*acct
 	actions  map[string]int
@@ -73,7 +75,7 @@ func (g *generator) run(ctx context.Context, uids []string, want int) {
 }
 
 func (g *generator) step(ctx context.Context, a *acct) {
-	g.clock.add(time.Duration(3+g.rng.IntN(22)) * time.Minute)
+	g.clock.Add(time.Duration(3+g.rng.IntN(22)) * time.Minute)
 	if !a.live {
 		if a.sub == "" || g.rng.Float64() < 0.6 {
 			g.subscribe(ctx, a, plans[g.rng.IntN(2)])

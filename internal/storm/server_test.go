@@ -18,6 +18,7 @@ import (
 	"github.com/paymeter/paymeter/app"
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/config"
+	"github.com/paymeter/paymeter/internal/testclock"
 )
 
 // The server under test runs in a child process: this test binary started
@@ -51,10 +52,6 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-type fixedClock struct{ t time.Time }
-
-func (c fixedClock) Now() time.Time { return c.t }
-
 type dropTasks struct{}
 
 func (dropTasks) ScheduleGrant(context.Context, billing.GrantTask) error { return nil }
@@ -76,7 +73,7 @@ func serve() error {
 		return err
 	}
 	pay := &rpcPayments{base: os.Getenv(envStripe), client: &http.Client{Timeout: 10 * time.Second}}
-	srv := core.Server(fixedClock{now}, dropTasks{}, pay, cfg.StripeWebhookSecret)
+	srv := core.Server(testclock.New(now), dropTasks{}, pay, cfg.StripeWebhookSecret)
 	mux := http.NewServeMux()
 	mux.Handle("/api/", srv.NotFound())
 	for _, f := range srv.Functions() {

@@ -33,6 +33,7 @@ import (
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/devstripe"
 	"github.com/paymeter/paymeter/internal/emulator"
+	"github.com/paymeter/paymeter/internal/testclock"
 	"github.com/paymeter/paymeter/payments"
 	"github.com/paymeter/paymeter/store"
 )
@@ -41,18 +42,6 @@ const whsec = "whsec_storm_test"
 
 // tStart is the stand-in's clock when the storm's lifecycles begin.
 var tStart = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 func envInt(k string, def int) int {
 	if n, err := strconv.Atoi(os.Getenv(k)); err == nil && n > 0 {
@@ -133,7 +122,7 @@ func TestWebhookStorm(t *testing.T) {
 		}
 		w.WriteHeader(status)
 	})
-	standClock := &clock{t: tStart}
+	standClock := testclock.New(tStart)
 	var standLog lockedBuffer
 	stand := devstripe.New(devstripe.Config{PublicURL: "http://storm.test", WebhookSecret: whsec, Webhook: forward,
 		Catalog: cat, Clock: standClock, Wait: time.Millisecond,
@@ -557,7 +546,7 @@ func referenceServer(t *testing.T, st *store.Store, pay billing.Payments, now ti
 		t.Fatal(err)
 	}
 	srv := &api.Server{Config: cfg, Catalog: billing.DefaultCatalog(), Accounts: st, History: st, Keys: st, Meter: st,
-		Events: st, Scheduler: dropTasks{}, Payments: pay, Webhooks: payments.NewWebhook(whsec), Clock: fixedClock{now},
+		Events: st, Scheduler: dropTasks{}, Payments: pay, Webhooks: payments.NewWebhook(whsec), Clock: testclock.New(now),
 		Random: rand.Reader, Log: slog.New(slog.DiscardHandler)}
 	r := &refServer{t: t, mux: http.NewServeMux()}
 	for _, f := range srv.Functions() {
