@@ -25,6 +25,7 @@ import (
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/devstripe"
 	"github.com/paymeter/paymeter/internal/emulator"
+	"github.com/paymeter/paymeter/internal/memstore"
 	"github.com/paymeter/paymeter/internal/testclock"
 	"github.com/paymeter/paymeter/payments"
 	"github.com/paymeter/paymeter/store"
@@ -44,126 +45,9 @@ type backend interface {
 	billing.History
 }
 
-// memStore is an in-memory double of store.Store's contract: each change
-// runs on a fresh copy of the account, as a Firestore transaction does, and
-// an event id is recorded with the change it makes.
-type memStore struct {
-	mu       sync.Mutex
-	free     billing.Plan
-	accounts map[string][]byte
-	ledger   map[string]map[string]billing.Entry
-	events   map[string]bool
-}
-
-func newMemStore() *memStore {
-	return &memStore{free: billing.DefaultCatalog().Free(), accounts: map[string][]byte{},
-		ledger: map[string]map[string]billing.Entry{}, events: map[string]bool{}}
-}
-
-func (m *memStore) load(uid string) (*billing.Account, error) {
-	b, ok := m.accounts[uid]
-	if !ok {
-		return nil, billing.ErrNotFound
-	}
-	var a billing.Account
-	if err := json.Unmarshal(b, &a); err != nil {
-		return nil, err
-	}
-	return &a, nil
-}
-
-func (m *memStore) put(a *billing.Account) {
-	b, err := json.Marshal(a)
-	if err != nil {
-		panic(err)
-	}
-	m.accounts[a.UID] = b
-	if m.ledger[a.UID] == nil {
-		m.ledger[a.UID] = map[string]billing.Entry{}
-	}
-	for _, e := range a.Entries() {
-		m.ledger[a.UID][e.ID] = e
-	}
-}
-
-func (m *memStore) Account(_ context.Context, uid string) (*billing.Account, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.load(uid)
-}
-
-func (m *memStore) Provision(_ context.Context, id billing.Identity, now time.Time) (*billing.Account, bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if a, err := m.load(id.UID); err == nil {
-		return a, false, nil
-	}
-	a := billing.NewAccount(id.UID, id.Email, m.free, now)
-	m.put(a)
-	return a, true, nil
-}
-
-func (m *memStore) UpdateAccount(_ context.Context, uid string, fn func(*billing.Account) error) (*billing.Account, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	a, err := m.load(uid)
-	if err != nil {
-		return nil, err
-	}
-	if err := fn(a); err != nil {
-		return nil, err
-	}
-	m.put(a)
-	return a, nil
-}
-
-func (m *memStore) ApplyEvent(_ context.Context, eventID, uid string, fn func(*billing.Account) error) (bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.events[eventID] {
-		return false, nil
-	}
-	a, err := m.load(uid)
-	if err != nil {
-		return false, err
-	}
-	if err := fn(a); err != nil {
-		return false, err
-	}
-	m.put(a)
-	m.events[eventID] = true
-	return true, nil
-}
-
-func (m *memStore) AccountByCustomer(_ context.Context, customerID string) (*billing.Account, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for uid := range m.accounts {
-		if a, _ := m.load(uid); a != nil && customerID != "" && a.CustomerID == customerID {
-			return a, nil
-		}
-	}
-	return nil, billing.ErrNotFound
-}
-
-func (m *memStore) Ledger(_ context.Context, uid string, limit int) ([]billing.Entry, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []billing.Entry
-	for _, e := range m.ledger[uid] {
-		out = append(out, e)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out[:min(limit, len(out))], nil
-}
-
-func (m *memStore) Usage(context.Context, string, time.Time, time.Time) ([]billing.DayUsage, error) {
-	return nil, nil
-}
-
 // backends runs fn once per store.
 func backends(t *testing.T, fn func(t *testing.T, newStore func() backend)) {
-	t.Run("memory", func(t *testing.T) { fn(t, func() backend { return newMemStore() }) })
+	t.Run("memory", func(t *testing.T) { fn(t, func() backend { return memstore.New() }) })
 	t.Run("firestore", func(t *testing.T) {
 		emulator.Firestore(t)
 		fn(t, func() backend {
@@ -349,7 +233,7 @@ func snap(t *testing.T, st backend, uid string, now time.Time) snapshot {
 // sent, with the customer id.
 func record(t *testing.T, steps func(w *world, uid string)) (rec *world, customer string, payloads [][]byte, end time.Time) {
 	t.Helper()
-	w := newWorld(t, newMemStore(), false)
+	w := newWorld(t, memstore.New(), false)
 	steps(w, "u1")
 	if err := w.dev.Drain(context.Background()); err != nil {
 		t.Fatal(err)
@@ -571,7 +455,7 @@ func (s *failingScheduler) ScheduleGrant(context.Context, billing.GrantTask) err
 // and the retry applies the event once.
 func TestWebhookTransientFailureAnswers5xxThenApplies(t *testing.T) {
 	rec, customer, payloads, end := record(t, lifecycles["subscription"])
-	st := &flaky{backend: newMemStore(), fails: 1}
+	st := &flaky{backend: memstore.New(), fails: 1}
 	w := newWorld(t, st, true)
 	w.pay.Payments = rec.dev
 	ctx := context.Background()
@@ -613,7 +497,7 @@ func TestWebhookTransientFailureAnswers5xxThenApplies(t *testing.T) {
 }
 
 func TestWebhookTooLargeBodyWritesNothing(t *testing.T) {
-	w := newWorld(t, newMemStore(), true)
+	w := newWorld(t, memstore.New(), true)
 	big := `{"id":"evt_big","pad":"` + strings.Repeat("x", 1<<20) + `"}`
 	res := w.deliver([]byte(big), time.Now())
 	if res.status != http.StatusRequestEntityTooLarge {
@@ -765,7 +649,7 @@ func TestBug5FailuresCancellationsRefundsAndDisputesApply(t *testing.T) {
 }
 
 func TestCheckout(t *testing.T) {
-	w := newWorld(t, newMemStore(), true)
+	w := newWorld(t, memstore.New(), true)
 	for _, c := range []struct{ body, code string }{
 		{`{"plan":"Free","subscribe":true}`, billing.CodeInvalidPlan},
 		{`{"plan":"Free"}`, billing.CodeInvalidPlan},
@@ -812,7 +696,7 @@ func TestCheckout(t *testing.T) {
 }
 
 func TestPortal(t *testing.T) {
-	w := newWorld(t, newMemStore(), true)
+	w := newWorld(t, memstore.New(), true)
 	res := w.must(w.as("u1", "POST", "/api/portal", ""), 200)
 	url, _ := res.body["url"].(string)
 	if !strings.HasPrefix(url, "http://paymeter.test/dev/portal/cus_") {
@@ -833,7 +717,7 @@ func TestPortal(t *testing.T) {
 func BenchmarkWebhookRedelivery(b *testing.B) {
 	for _, kind := range []string{"memory", "firestore"} {
 		b.Run(kind, func(b *testing.B) {
-			var st backend = newMemStore()
+			var st backend = memstore.New()
 			if kind == "firestore" {
 				emulator.Firestore(b)
 				client, err := firestore.NewClient(context.Background(), fmt.Sprintf("demo-bench-%d", time.Now().UnixNano()))

@@ -22,13 +22,14 @@ import (
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/devstripe"
+	"github.com/paymeter/paymeter/internal/memstore"
 	"github.com/paymeter/paymeter/internal/testclock"
 	"github.com/paymeter/paymeter/payments"
 )
 
 // Fuzz targets of the HTTP contract's inputs: the API key of a metered call
 // (headers and body), every JSON body of the user API, and the webhook's
-// body and signature. They run on in-memory doubles (memStore from
+// body and signature. They run on in-memory doubles (memstore.Store from
 // billing_test.go, fzKeys below, the offline Stripe stand-in), so an
 // iteration takes microseconds. The seeds run as plain tests in
 // `go test ./...`; a longer run is
@@ -145,7 +146,7 @@ func newFuzzServer(tb testing.TB) *fuzzServer {
 	}
 	fs := &fuzzServer{mux: http.NewServeMux(), keys: &fzKeys{keys: map[string]billing.APIKey{}, balance: map[string]int64{}},
 		logs: &bytes.Buffer{}}
-	st := newMemStore()
+	st := memstore.New()
 	clk := testclock.New(t0)
 	fs.dev = devstripe.New(devstripe.Config{PublicURL: "http://paymeter.test", WebhookSecret: fzWhsec, Webhook: fs.mux,
 		Catalog: billing.DefaultCatalog(), Clock: clk, Random: mrand.NewChaCha8([32]byte{'a', 'p', 'i'}), Wait: time.Second})

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/api/idtoken"
 
 	"github.com/paymeter/paymeter/billing"
+	"github.com/paymeter/paymeter/internal/memstore"
 	"github.com/paymeter/paymeter/tasks"
 )
 
@@ -16,7 +17,7 @@ import (
 // the dev server's own mux, through the shared-secret guard.
 func ExampleLocal() {
 	ctx := context.Background()
-	store := newMemStore() // the dev server uses the Firestore emulator's store
+	store := memstore.New() // the dev server uses the Firestore emulator's store
 	free := billing.DefaultCatalog().Free()
 	clock := tasks.NewDevClock()
 	const secret = "dev-secret" // TASKS_SECRET
@@ -44,7 +45,7 @@ func ExampleLocal() {
 // service account.
 func ExampleRequireOIDC() {
 	ctx := context.Background()
-	store := newMemStore() // the Firestore store
+	store := memstore.New() // the Firestore store
 	cfg := tasks.CloudTasksConfig{
 		Queue:          "projects/demo-paymeter/locations/europe-west2/queues/free-grants", // TASKS_QUEUE
 		GrantURL:       "https://taskgrant-abc123-nw.a.run.app",                            // TASKS_GRANT_URL

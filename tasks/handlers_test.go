@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/paymeter/paymeter/billing"
+	"github.com/paymeter/paymeter/internal/memstore"
 	"github.com/paymeter/paymeter/internal/testclock"
 	"github.com/paymeter/paymeter/tasks"
 )
@@ -44,7 +45,7 @@ func post(h http.Handler, method, body string) *httptest.ResponseRecorder {
 
 func TestGrantHandlerRefusesMalformedTasks(t *testing.T) {
 	sched := &recordingScheduler{}
-	h := tasks.NewGrantHandler(newMemStore(), sched, testclock.New(time.Now()), billing.DefaultCatalog().Free(), nil)
+	h := tasks.NewGrantHandler(memstore.New(), sched, testclock.New(time.Now()), billing.DefaultCatalog().Free(), nil)
 	for _, body := range []string{
 		``, `not json`, `[]`, `{"uid":"u"}{"uid":"u"}`, `{"uid":"u","period":1,"extra":true}`,
 		`{"period":1}`, `{"uid":"","period":1}`, `{"uid":"u","period":-1}`, `{"uid":"u","period":"1"}`,
@@ -70,7 +71,7 @@ func TestGrantHandler(t *testing.T) {
 	start := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 	tests := []struct {
 		name      string
-		setup     func(s *memStore)
+		setup     func(s *memstore.Store)
 		body      string
 		now       time.Time
 		schedErr  error
@@ -91,7 +92,7 @@ func TestGrantHandler(t *testing.T) {
 		{name: "unknown account: dropped", body: `{"uid":"nobody","period":1}`, now: start.Add(billing.Week),
 			want: 200, credits: -1},
 		{name: "paid plan: nothing granted, chain stops", body: `{"uid":"u","period":1}`, now: start.Add(billing.Week),
-			setup: func(s *memStore) {
+			setup: func(s *memstore.Store) {
 				_, _ = s.UpdateAccount(context.Background(), "u", func(a *billing.Account) error {
 					a.SetPlan(billing.PlanBasic, start.Add(time.Hour))
 					return nil
@@ -105,7 +106,7 @@ func TestGrantHandler(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newMemStore()
+			s := memstore.New()
 			if _, _, err := s.Provision(t.Context(), billing.Identity{UID: "u"}, start); err != nil {
 				t.Fatal(err)
 			}
