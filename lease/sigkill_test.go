@@ -145,7 +145,12 @@ func TestSIGKILLMidLoadLosesNoCreditAndAnswersNoneUnrecorded(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	waitFor("load on both servers", func() bool { return okOn[0].Load() >= 300 && okOn[1].Load() >= 6 })
+	// Both instances must hold leases on the account when b dies; how the
+	// calls split between them is the emulator's choice (it can starve one
+	// instance's lease transactions while the other keeps the account busy).
+	waitFor("load on both servers", func() bool {
+		return okOn[0].Load() >= 1 && okOn[1].Load() >= 1 && ok.Load() >= 300
+	})
 	atKill := ok.Load()
 	b.kill(t)
 	onA := okOn[0].Load()
