@@ -2,6 +2,7 @@ package billing
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -33,8 +34,37 @@ type DayUsage struct {
 	Credits int64  `json:"credits"`
 }
 
-// Day is the usage key of t: its UTC date.
+// Day is t's UTC date as every reader and writer of usage spells it:
+// "2006-01-02".
 func Day(t time.Time) string { return t.UTC().Format(time.DateOnly) }
+
+// UsageKeys is where the usage of t is counted: the month document
+// ("2006-01") and, in it, the day field ("02", zero-padded), both of t's
+// UTC date. UsageDate reads them back.
+func UsageKeys(t time.Time) (month, day string) {
+	t = t.UTC()
+	return t.Format("2006-01"), t.Format("02")
+}
+
+// UsageDate is the date, as Day spells it, of the day field day in the
+// month document month. It also reads the unpadded day fields ("1") that
+// were written before UsageKeys padded them. It returns an error for a
+// field that names no day of that month.
+func UsageDate(month, day string) (string, error) {
+	m, err := time.Parse("2006-01", month)
+	if err != nil {
+		return "", fmt.Errorf("usage month %q: %w", month, err)
+	}
+	n, err := strconv.Atoi(day)
+	if err != nil || n < 1 || n > 31 {
+		return "", fmt.Errorf("usage day %q of %s: not a day of the month", day, month)
+	}
+	d := m.AddDate(0, 0, n-1)
+	if d.Month() != m.Month() {
+		return "", fmt.Errorf("usage day %q of %s: not a day of the month", day, month)
+	}
+	return Day(d), nil
+}
 
 func sourceWords(source string) string {
 	switch source {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"cloud.google.com/go/firestore"
@@ -170,8 +169,7 @@ func (s *Store) RecordLeaseUse(ctx context.Context, uid, id string, used, delta 
 // ErrLeaseGone, recording nothing, when any of the leases was settled
 // already.
 func (s *Store) RecordLeaseUses(ctx context.Context, uses []LeaseUse, now time.Time) error {
-	day := now.UTC()
-	month, dayKey := day.Format("2006-01"), strconv.Itoa(day.Day())
+	month, dayKey := billing.UsageKeys(now)
 	//lint:ignore SA1019 one commit of plain writes, no reads: a transaction would add an RPC.
 	b := s.fs.Batch()
 	perAccount := map[string]int64{}

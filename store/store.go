@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -242,7 +241,8 @@ func (s *Store) Usage(ctx context.Context, uid string, from, to time.Time) ([]bi
 	from, to = from.UTC(), to.UTC()
 	counts := map[string]int64{}
 	for m := monthStart(from); !m.After(to); m = m.AddDate(0, 1, 0) {
-		snap, err := s.account(uid).Collection(usageCol).Doc(m.Format("2006-01")).Get(ctx)
+		month, _ := billing.UsageKeys(m)
+		snap, err := s.account(uid).Collection(usageCol).Doc(month).Get(ctx)
 		if status.Code(err) == codes.NotFound {
 			continue
 		}
@@ -256,7 +256,11 @@ func (s *Store) Usage(ctx context.Context, uid string, from, to time.Time) ([]bi
 			return nil, fmt.Errorf("decode usage %s: %w", snap.Ref.ID, err)
 		}
 		for d, n := range doc.Days {
-			counts[m.Format("2006-01-")+d] = n
+			date, err := billing.UsageDate(month, d)
+			if err != nil {
+				return nil, fmt.Errorf("usage %s: %w", uid, err)
+			}
+			counts[date] += n // "1" and "01" are the same day
 		}
 	}
 	var out []billing.DayUsage
@@ -294,9 +298,9 @@ func (s *Store) DebitKey(ctx context.Context, hash string, cost int64, now time.
 			return err
 		}
 		s.putAccount(tx, a)
-		day := now.UTC()
-		usage := s.account(key.UID).Collection(usageCol).Doc(day.Format("2006-01"))
-		if err := tx.Set(usage, map[string]any{"days": map[string]any{strconv.Itoa(day.Day()): firestore.Increment(cost)}}, firestore.MergeAll); err != nil {
+		month, day := billing.UsageKeys(now)
+		usage := s.account(key.UID).Collection(usageCol).Doc(month)
+		if err := tx.Set(usage, map[string]any{"days": map[string]any{day: firestore.Increment(cost)}}, firestore.MergeAll); err != nil {
 			return err
 		}
 		if now.Sub(key.LastUsedAt) > keyTouchInterval {

@@ -1,5 +1,5 @@
 // Package memstore is an in-memory double of the Firestore store's account
-// contract, for tests that need many fast runs: each change runs on a fresh
+// and metering contract, for tests that need many fast runs: each change runs on a fresh
 // copy of the account under one mutex, as a Firestore transaction does, and
 // an event id is recorded with the change it makes.
 package memstore
@@ -22,6 +22,9 @@ type Store struct {
 	accounts map[string][]byte // uid -> JSON of the account (a fresh copy per load)
 	ledger   map[string]map[string]billing.Entry
 	events   map[string]bool
+	keys     map[string]billing.APIKey              // hash -> key
+	usage    map[string]map[string]map[string]int64 // uid -> month -> day -> credits
+	leases   map[string]int64                       // lease id -> use recorded
 }
 
 var (
@@ -33,7 +36,8 @@ var (
 // New returns an empty store whose new accounts start on the catalog's Free plan.
 func New() *Store {
 	return &Store{free: billing.DefaultCatalog().Free(), accounts: map[string][]byte{},
-		ledger: map[string]map[string]billing.Entry{}, events: map[string]bool{}}
+		ledger: map[string]map[string]billing.Entry{}, events: map[string]bool{},
+		keys: map[string]billing.APIKey{}, usage: map[string]map[string]map[string]int64{}, leases: map[string]int64{}}
 }
 
 func (s *Store) load(uid string) (*billing.Account, error) {
@@ -149,11 +153,6 @@ func (s *Store) Ledger(_ context.Context, uid string, limit int) ([]billing.Entr
 		return out[i].ID < out[j].ID
 	})
 	return out[:min(limit, len(out))], nil
-}
-
-// Usage is not kept: metering is tested on the real store.
-func (s *Store) Usage(context.Context, string, time.Time, time.Time) ([]billing.DayUsage, error) {
-	return nil, nil
 }
 
 // Overdue pages Free accounts with a next grant before before, ordered by

@@ -164,6 +164,8 @@ async function main() {
     await step('subscribe to Basic through checkout', async () => {
       await nav('Dashboard')
       await page.getByTestId('credits-total').filter({ hasText: /^0 credits$/ }).waitFor()
+      // The chart counts the 50 calls just made on today's date, whatever the day of the month.
+      await page.locator('figure.chart figcaption').filter({ hasText: /^50 credits used in the last 30 days/ }).waitFor()
       await nav('Pricing')
       const basic = page.locator('[data-plan="Basic"]')
       await basic.getByRole('button', { name: /Subscribe monthly/ }).waitFor()
