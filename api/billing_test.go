@@ -300,8 +300,11 @@ var lifecycles = map[string]func(w *world, uid string){
 		w.must(w.do("POST", "/dev/subscriptions/"+sub+"/fail", ""), 200)
 		w.clock.Set(w.clock.Now().Add(24 * time.Hour))
 		w.must(w.do("POST", "/dev/subscriptions/"+sub+"/cancel", `{"atPeriodEnd":true}`), 200)
-		w.advance(62 * 24 * time.Hour) // the period ends: deleted
+		w.advance(92 * 24 * time.Hour) // the period (renewed ahead by hand, then failed) ends: deleted
 	},
+	// Power, then six Power→Basic→Power flips in the portal inside the first
+	// period, a day apart: each downgrade's credit pays the next upgrade.
+	"plan flips": flips,
 	// A one-off purchase, then refunded in full.
 	"top-up then refund": func(w *world, uid string) {
 		w.checkout(uid, "Basic", false)
@@ -322,6 +325,7 @@ var finals = map[string]struct {
 	credits      int64
 }{
 	"subscription":       {"Free", "canceled", 0}, // every grant expired; the Free chain resumes on its task
+	"plan flips":         {"Power", "active", 100_000}, // one Power month, however often the plan flipped
 	"top-up then refund": {"Free", "", 50},
 	"dispute":            {"Free", "", 50},
 }
@@ -367,6 +371,56 @@ func TestWebhookLifecyclesEndTheSameInAnyOrder(t *testing.T) {
 			})
 		}
 	})
+}
+
+func flips(w *world, uid string) {
+	w.checkout(uid, "Power", true)
+	sub := w.last("subscriptions")["id"].(string)
+	for range 6 {
+		for _, plan := range []string{"Basic", "Power"} {
+			w.clock.Set(w.clock.Now().Add(24 * time.Hour))
+			w.must(w.do("POST", "/dev/subscriptions/"+sub+"/update", fmt.Sprintf(`{"plan":%q}`, plan)), 200)
+		}
+	}
+}
+
+// Flipping Power→Basic→Power inside one period, with the invoices Stripe's
+// "always invoice" proration makes (the downgrades' credit kept as customer
+// balance pays the upgrades, amount_paid 0), yields one Power month: the
+// grant is keyed by (subscription, period). It minted 100,000 credits per
+// flip when each paid invoice granted its plan's credits.
+func TestPlanFlipsInsideAPeriodGrantOnePowerMonth(t *testing.T) {
+	rec, customer, payloads, end := record(t, flips)
+	var paid, zero, invoices int64
+	for _, inv := range rec.devState()["invoices"] {
+		invoices++
+		p := int64(inv["amount_paid"].(float64))
+		paid += p
+		if p == 0 {
+			zero++
+		}
+	}
+	if zero == 0 {
+		t.Fatalf("no invoice was paid from customer balance: the stand-in does not prorate as Stripe does")
+	}
+	now := end.Add(time.Minute)
+	got := replay(t, rec, memstore.New(), customer, payloads, now)
+	var granted int64
+	for _, g := range got.Grants {
+		var id, source string
+		var remaining, amount int64
+		if _, err := fmt.Sscanf(strings.ReplaceAll(g, "/", " "), "%s %s %d %d", &id, &source, &remaining, &amount); err != nil {
+			t.Fatal(err)
+		}
+		if source == billing.SourceSubscription {
+			granted += amount
+		}
+	}
+	if granted != 100_000 || got.Credits != 100_000 {
+		t.Fatalf("%d invoices (%d paid from balance), £%.2f paid: %d subscription credits granted, %d in all; want one Power month (100,000)\n%+v",
+			invoices, zero, float64(paid)/100, granted, got.Credits, got)
+	}
+	t.Logf("%d invoices (%d paid from balance), £%.2f paid: %d credits", invoices, zero, float64(paid)/100, got.Credits)
 }
 
 func TestWebhookRefusesUntrustedDeliveriesWritingNothing(t *testing.T) {

@@ -31,6 +31,9 @@ type Grant struct {
 	Payment string `firestore:"payment,omitempty"`
 	// ClawedBack counts the credits taken back by refunds and disputes.
 	ClawedBack int64 `firestore:"clawedBack,omitempty"`
+	// Tiers are the plans a subscription period was paid for (period.go);
+	// empty for every other grant.
+	Tiers []Tier `firestore:"tiers,omitempty"`
 }
 
 // Live reports whether the grant still counts at now.
@@ -231,17 +234,21 @@ func (a *Account) applyReversal(payment string, now time.Time) int64 {
 	var taken int64
 	for i := range a.Grants {
 		g := &a.Grants[i]
-		if g.Payment != payment {
+		bought, clawedBack, ok := g.bought(payment)
+		if !ok {
 			continue
 		}
-		// ceil(amount * reversed / charged): a partial refund never leaves a
+		// ceil(bought * reversed / charged): a partial refund never leaves a
 		// fractional credit behind in the customer's favour.
-		target := (g.Amount*reversed + r.Charged - 1) / r.Charged
-		take := min(target-g.ClawedBack, g.Remaining)
+		target := (bought*reversed + r.Charged - 1) / r.Charged
+		take := min(target-*clawedBack, g.Remaining)
 		if take <= 0 {
 			continue
 		}
 		g.Remaining -= take
+		if clawedBack != &g.ClawedBack {
+			*clawedBack += take
+		}
 		g.ClawedBack += take
 		taken += take
 		// One entry per grant, holding all that was taken back from it, so

@@ -10,8 +10,9 @@ import (
 //
 // Each event must leave the same account whatever order, and however often,
 // the events arrive:
-//   - grants are keyed by what paid for them (the invoice, the checkout
-//     session), so a second delivery adds nothing;
+//   - grants are keyed by what paid for them (the checkout session; for a
+//     subscription, the period, whose grant is worth its dearest plan:
+//     period.go), so a second delivery adds nothing;
 //   - refunds and disputes are cumulative figures per payment (Reverse), so
 //     they converge whether they arrive before or after the grant;
 //   - the subscription is a snapshot that an event replaces only if it is
@@ -168,10 +169,10 @@ func (a *Account) CompleteCheckout(e CheckoutCompleted, c Catalog, now time.Time
 	return nil
 }
 
-// PayInvoice grants a paid subscription invoice its plan's credits, once
-// per invoice, expiring at the end of the period it paid for, and keeps the
-// subscription active on that plan unless a newer state is known. It never
-// cancels anything.
+// PayInvoice adds a paid subscription invoice's plan to the grant of the
+// period it paid for (period.go): the period's credits become its dearest
+// plan's, expiring when the period ends. It keeps the subscription active
+// on that plan unless a newer state is known. It never cancels anything.
 func (a *Account) PayInvoice(e InvoicePaid, c Catalog, now time.Time) error {
 	p, err := c.PaidPlan(e.Plan)
 	if err != nil {
@@ -181,13 +182,13 @@ func (a *Account) PayInvoice(e InvoicePaid, c Catalog, now time.Time) error {
 	if payment == "" {
 		payment = e.InvoiceID
 	}
-	a.AddGrant(Grant{ID: e.InvoiceID, Source: SourceSubscription, Amount: p.Credits, Remaining: p.Credits,
-		GrantedAt: e.Created, ExpiresAt: e.PeriodEnd, Payment: payment}, now,
-		fmt.Sprintf("%s subscription credits until %s", p.Name, e.PeriodEnd.UTC().Format("2 Jan 2006")))
-	if e.SubscriptionID != "" {
-		a.observe(Subscription{ID: e.SubscriptionID, Plan: p.Name, Status: StatusActive,
-			CurrentPeriodEnd: e.PeriodEnd, UpdatedAt: e.Created}, now)
+	if e.SubscriptionID == "" {
+		return nil // not a subscription's invoice: Paymeter sells no other kind
 	}
+	a.grantPeriod(PeriodGrantID(e.SubscriptionID, e.PeriodEnd),
+		Tier{Plan: p.Name, Credits: p.Credits, Payment: payment, Paid: e.Amount}, e.Created, e.PeriodEnd, now)
+	a.observe(Subscription{ID: e.SubscriptionID, Plan: p.Name, Status: StatusActive,
+		CurrentPeriodEnd: e.PeriodEnd, UpdatedAt: e.Created}, now)
 	return nil
 }
 

@@ -319,24 +319,48 @@ func (s *Stripe) complete(id string) ([]*delivery, error) {
 	}, nil
 }
 
+// line is an invoice line for p's plan over [start, end); a proration line
+// says what part of the period it is for.
 func (s *Stripe) line(sub *subscription, p price, amount, start, end int64, proration bool) lineItem {
 	desc := "1 × " + p.Metadata["plan"]
 	if proration {
-		desc = "Unused time on " + p.Metadata["plan"]
+		after := time.Unix(start, 0).UTC().Format("2 Jan 2006")
+		desc = "Remaining time on " + p.Metadata["plan"] + " after " + after
+		if amount < 0 {
+			desc = "Unused time on " + p.Metadata["plan"] + " after " + after
+		}
 	}
 	return lineItem{ID: s.newID("il"), Object: "line_item", Amount: amount, Currency: p.Currency, Description: desc,
 		Period: period{Start: start, End: end}, Price: p, Proration: proration, Quantity: 1, Subscription: sub.ID,
 		Type: "subscription", Metadata: map[string]string{}}
 }
 
+// newInvoice finalizes an invoice of lines as Stripe does: the customer's
+// credit balance pays what it can of a positive total, and a negative total
+// is not refunded but added to that credit, so the invoice is due 0.
 func (s *Stripe) newInvoice(sub *subscription, reason string, at int64, lines []lineItem) *invoice {
-	var due int64
+	var total int64
 	for _, l := range lines {
-		due += l.Amount
+		total += l.Amount
+	}
+	cus := s.customers[sub.Customer]
+	var starting int64
+	if cus != nil {
+		starting = cus.Balance
+	}
+	ending := starting + total
+	due := max(ending, 0)
+	if starting > 0 { // a debit balance is owed on top of the total; none arises here
+		due = max(total, 0) + starting
+	}
+	ending = min(ending, 0)
+	if cus != nil {
+		cus.Balance = ending
 	}
 	inv := &invoice{ID: s.newID("in"), Object: "invoice", Customer: sub.Customer, Subscription: sub.ID,
-		SubscriptionDetails: subscriptionDetails{Metadata: sub.Metadata}, Status: "open", AmountDue: max(due, 0),
-		AmountRemaining: max(due, 0), Currency: sub.Currency, BillingReason: reason,
+		SubscriptionDetails: subscriptionDetails{Metadata: sub.Metadata}, Status: "open", AmountDue: due,
+		AmountRemaining: due, Subtotal: total, Total: total, StartingBalance: starting, EndingBalance: ending,
+		Currency: sub.Currency, BillingReason: reason,
 		PeriodStart: lines[len(lines)-1].Period.Start, PeriodEnd: lines[len(lines)-1].Period.Start, Created: at}
 	inv.Lines = newList("/v1/invoices/"+inv.ID+"/lines", lines...)
 	s.invoices[inv.ID] = inv
@@ -385,9 +409,12 @@ func (s *Stripe) fail(sub *subscription, at int64) *delivery {
 	return s.emit(stripe.EventTypeInvoicePaymentFailed, inv.ID, inv, at)
 }
 
-// change moves the subscription to another plan as the portal does: a new
-// billing period from now, credit for the unused time of the old plan, and
-// the new plan's invoice paid at once.
+// change moves the subscription to another plan as the portal does with
+// proration "always invoice": the period and its billing cycle anchor stay,
+// and an invoice at once holds a credit for the unused time of the old plan
+// and a charge for the remaining time on the new one, both ending where the
+// period ends. A downgrade's negative total becomes customer credit, which
+// pays the next invoices (the invoice is paid with amount_paid 0).
 func (s *Stripe) change(sub *subscription, plan string, at int64) ([]*delivery, error) {
 	if ended(sub) {
 		return nil, errConflict("subscription %s has ended", sub.ID)
@@ -400,15 +427,18 @@ func (s *Stripe) change(sub *subscription, plan string, at int64) ([]*delivery, 
 	if old.ID == np.ID {
 		return nil, errConflict("subscription %s is already on %s", sub.ID, plan)
 	}
+	// The share of the period still to run; all of it when the period was
+	// renewed ahead of the clock by hand (/dev/subscriptions/{id}/renew).
+	length := max(sub.CurrentPeriodEnd-sub.CurrentPeriodStart, 1)
+	left := min(max(sub.CurrentPeriodEnd-at, 0), length)
+	end := sub.CurrentPeriodEnd
 	var lines []lineItem
-	if left := sub.CurrentPeriodEnd - at; left > 0 && sub.Status == "active" {
-		credit := old.UnitAmount * left / max(sub.CurrentPeriodEnd-sub.CurrentPeriodStart, 1)
-		lines = append(lines, s.line(sub, old, -credit, at, sub.CurrentPeriodEnd, true))
+	if sub.Status == "active" { // past due: the unused time was never paid for
+		lines = append(lines, s.line(sub, old, -old.UnitAmount*left/length, at, end, true))
 	}
+	lines = append(lines, s.line(sub, np, np.UnitAmount*left/length, at, end, true))
 	sub.Items.Data[0].Price = np
 	sub.Status, sub.CancelAtPeriodEnd, sub.CancelAt = "active", false, nil
-	sub.CurrentPeriodStart, sub.CurrentPeriodEnd, sub.BillingCycleAnchor = at, month(at), at
-	lines = append(lines, s.line(sub, np, np.UnitAmount, at, sub.CurrentPeriodEnd, false))
 	updated := s.emit(stripe.EventTypeCustomerSubscriptionUpdated, sub.ID, sub, at)
 	inv := s.newInvoice(sub, "subscription_update", at, lines)
 	s.pay(inv, at)

@@ -20,9 +20,13 @@ func newList[T any](url string, data ...T) list[T] {
 }
 
 type customer struct {
-	ID       string            `json:"id"`
-	Object   string            `json:"object"`
-	Email    string            `json:"email,omitempty"`
+	ID     string `json:"id"`
+	Object string `json:"object"`
+	Email  string `json:"email,omitempty"`
+	// Balance is what the customer owes (positive) or is owed (negative, a
+	// credit), in pence: a downgrade's negative invoice lands here and pays
+	// the next invoices, as Stripe's customer balance does.
+	Balance  int64             `json:"balance"`
 	Created  int64             `json:"created"`
 	Livemode bool              `json:"livemode"`
 	Metadata map[string]string `json:"metadata"`
@@ -138,6 +142,10 @@ type invoice struct {
 	AmountDue           int64               `json:"amount_due"`
 	AmountPaid          int64               `json:"amount_paid"`
 	AmountRemaining     int64               `json:"amount_remaining"`
+	Subtotal            int64               `json:"subtotal"`
+	Total               int64               `json:"total"`
+	StartingBalance     int64               `json:"starting_balance"`
+	EndingBalance       int64               `json:"ending_balance"`
 	Currency            string              `json:"currency"`
 	BillingReason       string              `json:"billing_reason"`
 	Charge              *string             `json:"charge"`

@@ -1,0 +1,60 @@
+package billing_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/paymeter/paymeter/billing"
+)
+
+func paidInvoice(id, plan, payment string, amount int64, start, end, at time.Time) billing.Event {
+	return billing.Event{ID: "evt_" + id, Type: "invoice.paid", Change: billing.InvoicePaid{InvoiceID: id, SubscriptionID: "sub_1",
+		Plan: plan, PeriodStart: start, PeriodEnd: end, Payment: payment, Amount: amount, Created: at}}
+}
+
+// One period of a subscription is worth its dearest plan's credits, in any
+// order of its invoices; an upgrade tops the period up, a downgrade adds
+// nothing, the next period grants the plan then current, and a refund takes
+// back what its own payment bought.
+func TestPeriodGrantIsWorthItsDearestPlan(t *testing.T) {
+	c := billing.DefaultCatalog()
+	end := t0.AddDate(0, 1, 0)
+	basic := paidInvoice("in_1", "Basic", "pi_1", 500, t0, end, t0)
+	power := paidInvoice("in_2", "Power", "pi_2", 4350, t0.Add(24*time.Hour), end, t0.Add(24*time.Hour))
+	down := paidInvoice("in_3", "Basic", "in_3", 0, t0.Add(48*time.Hour), end, t0.Add(48*time.Hour))
+	next := paidInvoice("in_4", "Basic", "pi_4", 500, end, end.AddDate(0, 1, 0), end)
+	now := t0.Add(72 * time.Hour)
+	orders := [][]billing.Event{
+		{basic, power, down}, {power, down, basic}, {down, basic, power}, {down, power, basic, power, down},
+	}
+	for i, evs := range orders {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			a := billing.NewAccount("u1", "", c.Free(), t0)
+			for _, e := range evs {
+				if err := a.Apply(e, c, now); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := a.Balance(now) - 50; got != 100_000 {
+				t.Fatalf("the period holds %d subscription credits, want 100,000", got)
+			}
+			// A full refund of the Basic payment takes back the 1,000 it
+			// bought; of the upgrade, the 99,000 it added.
+			a.Apply(billing.Event{ID: "r1", Change: billing.PaymentReversed{Payment: "pi_1", Charged: 500, Refunded: 500}}, c, now)
+			if got := a.Balance(now) - 50; got != 99_000 {
+				t.Fatalf("after refunding Basic: %d, want 99,000", got)
+			}
+			a.Apply(billing.Event{ID: "r2", Change: billing.PaymentReversed{Payment: "pi_2", Charged: 4350, Refunded: 4350}}, c, now)
+			if got := a.Balance(now) - 50; got != 0 {
+				t.Fatalf("after refunding the upgrade too: %d, want 0", got)
+			}
+			if err := a.Apply(next, c, end.Add(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			if got := a.Balance(end.Add(time.Hour)); got != 1000 {
+				t.Fatalf("next period on Basic: %d credits, want 1,000", got)
+			}
+		})
+	}
+}
