@@ -324,7 +324,7 @@ var finals = map[string]struct {
 	plan, status string
 	credits      int64
 }{
-	"subscription":       {"Free", "canceled", 0}, // every grant expired; the Free chain resumes on its task
+	"subscription":       {"Free", "canceled", 0},      // every grant expired; the Free chain resumes on its task
 	"plan flips":         {"Power", "active", 100_000}, // one Power month, however often the plan flipped
 	"top-up then refund": {"Free", "", 50},
 	"dispute":            {"Free", "", 50},
