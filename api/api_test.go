@@ -156,6 +156,14 @@ func TestPlansArePublic(t *testing.T) {
 	if free["name"] != "Free" || free["credits"].(float64) != 50 || free["period"] != "week" || free["prices"] == nil {
 		t.Fatalf("Free plan = %v", free)
 	}
+	// Browsers and the CDN may keep the catalog five minutes; what is
+	// personal is never cached.
+	if cc := res.header.Get("Cache-Control"); cc != "public, max-age=300" {
+		t.Errorf("GET /api/plans Cache-Control = %q, want public, max-age=300", cc)
+	}
+	if cc := h.do("GET", "/api/user", "").header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("GET /api/user (401) Cache-Control = %q, want no-store", cc)
+	}
 }
 
 func TestSignedInUserIsProvisionedOnFirstCall(t *testing.T) {

@@ -74,7 +74,11 @@ type Account struct {
 	Plan         string        `firestore:"plan"`
 	CustomerID   string        `firestore:"customerId"`
 	Subscription *Subscription `firestore:"subscription"`
-	Grants       []Grant       `firestore:"grants"`
+	// OtherSubscriptions are the newest snapshots of the customer's other
+	// subscriptions: a second one paid in a race, or ended ones kept for a
+	// while so that their late events cannot bring them back (events.go).
+	OtherSubscriptions []Subscription `firestore:"otherSubscriptions,omitempty"`
+	Grants             []Grant        `firestore:"grants"`
 	// Credits is the balance when the account was last written, for readers
 	// that cannot compute it (security-rules clients); Balance is the truth.
 	Credits int64 `firestore:"credits"`

@@ -2,6 +2,8 @@ package billing
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -21,6 +23,14 @@ import (
 //     (a later status in the lifecycle wins, then the later period end, and
 //     so on), so the newest state wins in any delivery order. A late event
 //     still adds its grant; it never brings back an older plan or status.
+//   - a customer has one live subscription (opening a subscription checkout
+//     expires the customer's other open sessions), but two checkouts paid
+//     in a race give two. The account keeps the newest snapshot of each
+//     subscription and follows a live one: the dearest plan, then the newest
+//     snapshot. So the end of one subscription never replaces another that
+//     is live, and the account is on Free only when none is live. The
+//     duplicate shows in the provider's portal, and the cancel endpoint
+//     ends every one.
 
 // Subscription statuses, as the provider names them.
 const (
@@ -164,7 +174,7 @@ func (a *Account) CompleteCheckout(e CheckoutCompleted, c Catalog, now time.Time
 		if !e.Paid {
 			status = StatusIncomplete
 		}
-		a.observe(Subscription{ID: e.SubscriptionID, Plan: p.Name, Status: status, UpdatedAt: e.Created}, now)
+		a.observe(Subscription{ID: e.SubscriptionID, Plan: p.Name, Status: status, UpdatedAt: e.Created}, c, now)
 	}
 	return nil
 }
@@ -188,7 +198,7 @@ func (a *Account) PayInvoice(e InvoicePaid, c Catalog, now time.Time) error {
 	a.grantPeriod(PeriodGrantID(e.SubscriptionID, e.PeriodEnd),
 		Tier{Plan: p.Name, Credits: p.Credits, Payment: payment, Paid: e.Amount}, e.Created, e.PeriodEnd, now)
 	a.observe(Subscription{ID: e.SubscriptionID, Plan: p.Name, Status: StatusActive,
-		CurrentPeriodEnd: e.PeriodEnd, UpdatedAt: e.Created}, now)
+		CurrentPeriodEnd: e.PeriodEnd, UpdatedAt: e.Created}, c, now)
 	return nil
 }
 
@@ -201,7 +211,7 @@ func (a *Account) FailInvoice(e InvoiceFailed, c Catalog, now time.Time) error {
 	}
 	if e.SubscriptionID != "" {
 		a.observe(Subscription{ID: e.SubscriptionID, Plan: p.Name, Status: StatusPastDue,
-			CurrentPeriodEnd: e.PeriodEnd, UpdatedAt: e.Created}, now)
+			CurrentPeriodEnd: e.PeriodEnd, UpdatedAt: e.Created}, c, now)
 	}
 	return nil
 }
@@ -217,7 +227,7 @@ func (a *Account) ChangeSubscription(e SubscriptionChanged, c Catalog, now time.
 		return fmt.Errorf("subscription %s: %w", e.SubscriptionID, err)
 	}
 	a.observe(Subscription{ID: e.SubscriptionID, Plan: plan, Status: e.Status,
-		CurrentPeriodEnd: e.CurrentPeriodEnd, CancelAtPeriodEnd: e.CancelAtPeriodEnd, UpdatedAt: e.Created}, now)
+		CurrentPeriodEnd: e.CurrentPeriodEnd, CancelAtPeriodEnd: e.CancelAtPeriodEnd, UpdatedAt: e.Created}, c, now)
 	return nil
 }
 
@@ -227,33 +237,74 @@ func (a *Account) ReversePayment(e PaymentReversed, now time.Time) int64 {
 	return a.Reverse(e.Payment, e.Charged, e.Refunded, e.Disputed, now)
 }
 
-// CancelSubscription records that the account's subscription was cancelled
-// (by the cancel endpoint, after the provider cancelled it) and moves the
-// account to Free. It grants nothing, however often it is called: the Free
-// grants resume from the next period.
+// CancelSubscription records that the account's subscriptions were
+// cancelled (by the cancel endpoint, after the provider cancelled every one)
+// and moves the account to Free. It grants nothing, however often it is
+// called: the Free grants resume from the next period.
 func (a *Account) CancelSubscription(now time.Time) {
-	if s := a.Subscription; s != nil && s.Status != StatusCanceled {
-		ended := *s
-		ended.Status = StatusCanceled
-		ended.CancelAtPeriodEnd = false
-		if now.After(ended.UpdatedAt) {
-			ended.UpdatedAt = now
+	end := func(s Subscription) Subscription {
+		if s.Status == StatusCanceled {
+			return s
 		}
+		s.Status = StatusCanceled
+		s.CancelAtPeriodEnd = false
+		if now.After(s.UpdatedAt) {
+			s.UpdatedAt = now
+		}
+		return s
+	}
+	if s := a.Subscription; s != nil {
+		ended := end(*s)
 		a.Subscription = &ended
+	}
+	for i, s := range a.OtherSubscriptions {
+		if s.Active() {
+			a.OtherSubscriptions[i] = end(s)
+		}
 	}
 	a.SetPlan(PlanFree, now)
 }
 
-// observe replaces the subscription snapshot with s if s is newer, and
-// moves the account to the plan it entitles to. It reports whether s was
-// taken.
-func (a *Account) observe(s Subscription, now time.Time) bool {
-	if a.Subscription != nil && !newer(s, *a.Subscription) {
+// keepEnded is how long the snapshot of an ended subscription that the
+// account no longer follows is kept: as long as the store remembers event
+// ids, so that a late event about it is recognised as old.
+const keepEnded = 30 * 24 * time.Hour
+
+// observe records snapshot s of its subscription if it is newer than the
+// one known for that subscription, then follows the subscription that
+// entitles the account most (see follows) and moves the account to its
+// plan, or to Free if none is live. It reports whether s was taken.
+func (a *Account) observe(s Subscription, c Catalog, now time.Time) bool {
+	all := a.OtherSubscriptions
+	if a.Subscription != nil {
+		all = append([]Subscription{*a.Subscription}, all...)
+	}
+	i := slices.IndexFunc(all, func(k Subscription) bool { return k.ID == s.ID })
+	switch {
+	case i < 0:
+		all = append(all, s)
+	case newer(s, all[i]):
+		all[i] = s
+	default:
 		return false
 	}
-	a.Subscription = &s
-	if s.Active() {
-		a.SetPlan(s.Plan, now)
+	best := 0
+	for j := range all {
+		if follows(all[j], all[best], c) {
+			best = j
+		}
+	}
+	followed := all[best]
+	a.Subscription = &followed
+	a.OtherSubscriptions = nil
+	for j, k := range all {
+		if j != best && (k.Active() || now.Sub(k.UpdatedAt) < keepEnded) {
+			a.OtherSubscriptions = append(a.OtherSubscriptions, k)
+		}
+	}
+	slices.SortFunc(a.OtherSubscriptions, func(x, y Subscription) int { return strings.Compare(x.ID, y.ID) })
+	if followed.Active() {
+		a.SetPlan(followed.Plan, now)
 		return true
 	}
 	if a.Plan != PlanFree {
@@ -266,6 +317,23 @@ func (a *Account) observe(s Subscription, now time.Time) bool {
 	a.NextFreePeriod = max(a.NextFreePeriod, a.FreePeriodAt(now)+1)
 	a.NextGrantAt = a.periodStart(a.NextFreePeriod)
 	return true
+}
+
+// follows reports whether the account follows subscription s rather than
+// cur: a live one before one that has ended; of two live ones, the dearer
+// plan (by credits); otherwise the newer snapshot.
+func follows(s, cur Subscription, c Catalog) bool {
+	if s.Active() != cur.Active() {
+		return s.Active()
+	}
+	if s.Active() {
+		ps, _ := c.Plan(s.Plan)
+		pc, _ := c.Plan(cur.Plan)
+		if ps.Credits != pc.Credits {
+			return ps.Credits > pc.Credits
+		}
+	}
+	return newer(s, cur)
 }
 
 // newer reports whether snapshot s is strictly after cur, in a total order:

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"sort"
 	"testing"
 	"time"
@@ -278,5 +279,108 @@ func TestIgnoredEventChangesNothing(t *testing.T) {
 	a := billing.NewAccount("u1", "", c.Free(), t0)
 	if err := a.Apply(billing.Event{ID: "e", Type: "customer.created"}, c, t0); err != nil || len(a.Entries()) != 1 {
 		t.Errorf("err %v, entries %d", err, len(a.Entries()))
+	}
+}
+
+// twoSubscriptions is what two subscription checkouts paid in a race give:
+// sub_a on Basic, then sub_b on Power, both live.
+func twoSubscriptions() []billing.Event {
+	var evs []billing.Event
+	add := func(at time.Time, typ string, ch any) {
+		evs = append(evs, billing.Event{ID: fmt.Sprintf("evt_r%02d", len(evs)), Type: typ, Created: at, CustomerID: "cus_1", Change: ch})
+	}
+	for i, sub := range []struct{ id, plan string }{{"sub_a", "Basic"}, {"sub_b", "Power"}} {
+		at := t0.Add(time.Duration(i) * time.Minute)
+		add(at, "checkout.session.completed", billing.CheckoutCompleted{SessionID: "cs_" + sub.id, Kind: billing.PriceMonthly, Plan: sub.plan, SubscriptionID: sub.id, Paid: true, Created: at})
+		add(at, "invoice.paid", billing.InvoicePaid{InvoiceID: "in_" + sub.id, SubscriptionID: sub.id, Plan: sub.plan,
+			PeriodStart: at, PeriodEnd: at.Add(month), Payment: "pi_" + sub.id, Amount: 500, Created: at})
+	}
+	return evs
+}
+
+func deleted(id, sub, plan string, at time.Time) billing.Event {
+	return billing.Event{ID: id, Type: "customer.subscription.deleted", Created: at, CustomerID: "cus_1",
+		Change: billing.SubscriptionChanged{SubscriptionID: sub, Plan: plan, Status: billing.StatusCanceled, CurrentPeriodEnd: t0.Add(month), Created: at}}
+}
+
+// TestTheEndOfAnotherSubscriptionNeverReplacesTheLiveOne: while one
+// subscription is live, the end of another (one the account followed, or
+// one it never saw) leaves the account on the live one's plan, in any
+// delivery order; the account is on Free only once none is live.
+func TestTheEndOfAnotherSubscriptionNeverReplacesTheLiveOne(t *testing.T) {
+	now := t0.Add(10 * 24 * time.Hour)
+	end := t0.Add(24 * time.Hour)
+	race := twoSubscriptions()
+	cases := []struct {
+		name       string
+		evs        []billing.Event
+		plan, sub  string
+		status     string
+		freeResume bool
+	}{
+		{"sub_b ends, sub_a lives", append(race, deleted("evt_del_b", "sub_b", "Power", end)), "Basic", "sub_a", billing.StatusActive, false},
+		{"sub_a ends, sub_b lives", append(race, deleted("evt_del_a", "sub_a", "Basic", end)), "Power", "sub_b", billing.StatusActive, false},
+		{"both live: the dearer plan", race, "Power", "sub_b", billing.StatusActive, false},
+		{"both end", append(race, deleted("evt_del_a", "sub_a", "Basic", end), deleted("evt_del_b", "sub_b", "Power", end.Add(time.Second))),
+			billing.PlanFree, "sub_b", billing.StatusCanceled, true},
+		{"an unknown subscription ends", append(slices.Clip(race[:2]), deleted("evt_del_x", "sub_x", "Power", end)), "Basic", "sub_a", billing.StatusActive, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(3, 4))
+			var want state
+			for i := range 100 {
+				evs := append([]billing.Event(nil), tc.evs...)
+				if i > 0 {
+					rng.Shuffle(len(evs), func(i, j int) { evs[i], evs[j] = evs[j], evs[i] })
+				}
+				got := run(t, evs, now)
+				if got.Plan != tc.plan || got.Subscription.ID != tc.sub || got.Subscription.Status != tc.status {
+					t.Fatalf("order %d: plan %s following %s (%s), want %s following %s (%s)", i, got.Plan,
+						got.Subscription.ID, got.Subscription.Status, tc.plan, tc.sub, tc.status)
+				}
+				if tc.freeResume != !got.NextGrantAt.IsZero() {
+					t.Fatalf("order %d: next Free grant %v", i, got.NextGrantAt)
+				}
+				if i == 0 {
+					want = got
+				} else if !reflect.DeepEqual(got, want) {
+					t.Fatalf("order %d:\n got %+v\nwant %+v", i, got, want)
+				}
+			}
+		})
+	}
+}
+
+// TestCancelEndsEverySubscription: the cancel endpoint cancels every
+// subscription of the customer, so the account ends every one it knows, and
+// their late deletion events change nothing more.
+func TestCancelEndsEverySubscription(t *testing.T) {
+	c := billing.DefaultCatalog()
+	a := billing.NewAccount("u1", "", c.Free(), t0.Add(-time.Hour))
+	for _, e := range twoSubscriptions() {
+		if err := a.Apply(e, c, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := t0.Add(time.Hour)
+	a.CancelSubscription(now)
+	next := a.NextGrantAt
+	for _, e := range []billing.Event{deleted("d1", "sub_a", "Basic", now.Add(time.Second)), deleted("d2", "sub_b", "Power", now.Add(2*time.Second))} {
+		if err := a.Apply(e, c, now.Add(2*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if a.Plan != billing.PlanFree || a.Subscription.Active() || !a.NextGrantAt.Equal(next) {
+			t.Fatalf("after %s: plan %s, following %+v, next grant %v (want %v)", e.ID, a.Plan, a.Subscription, a.NextGrantAt, next)
+		}
+	}
+	// A late renewal of sub_a, older than its end, brings nothing back.
+	late := billing.Event{ID: "late", Change: billing.InvoicePaid{InvoiceID: "in_late", SubscriptionID: "sub_a", Plan: "Basic",
+		PeriodStart: t0, PeriodEnd: t0.Add(month), Created: t0.Add(time.Minute)}}
+	if err := a.Apply(late, c, now.Add(3*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if a.Plan != billing.PlanFree {
+		t.Errorf("a late invoice of an ended subscription brought back %s", a.Plan)
 	}
 }

@@ -210,7 +210,10 @@ func (s *Stripe) customer(id, uid string) string {
 	return id
 }
 
-// CheckoutSession opens a session whose page is /dev/checkout/{id}.
+// CheckoutSession opens a session whose page is /dev/checkout/{id}. A
+// subscription session then expires the customer's other open sessions, as
+// the Stripe adapter does with Stripe's expire endpoint: each becomes
+// "expired", cannot be paid any more, and checkout.session.expired is sent.
 func (s *Stripe) CheckoutSession(_ context.Context, req billing.CheckoutRequest) (billing.Checkout, error) {
 	p, err := s.cfg.Catalog.PaidPlan(req.Plan)
 	if err != nil {
@@ -236,7 +239,23 @@ func (s *Stripe) CheckoutSession(_ context.Context, req billing.CheckoutRequest)
 	cs.URL = &url
 	s.sessions[cs.ID] = cs
 	s.remember("sessions", cs.ID)
+	var ds []*delivery
+	if cs.Mode == "subscription" {
+		for _, id := range s.order["sessions"] {
+			if o := s.sessions[id]; o.ID != cs.ID && o.Customer == cs.Customer && o.Status == "open" {
+				ds = append(ds, s.expire(o, now.Unix()))
+			}
+		}
+	}
+	s.enqueue(ds...) // s.mu is held; enqueue takes only the queue's lock
 	return billing.Checkout{SessionID: cs.ID, URL: url}, nil
+}
+
+// expire ends an open session unpaid, as POST
+// /v1/checkout/sessions/{id}/expire does: it can no longer be completed.
+func (s *Stripe) expire(cs *session, at int64) *delivery {
+	cs.Status = "expired"
+	return s.emit(stripe.EventTypeCheckoutSessionExpired, cs.ID, cs, at)
 }
 
 // CancelSubscriptions ends at once every subscription of the customer that

@@ -329,3 +329,60 @@ func TestPaymentsSide(t *testing.T) {
 		t.Errorf("unknown route: %d", code)
 	}
 }
+
+// TestSubscriptionCheckoutExpiresTheOtherOpenSessions: two subscription
+// checkouts opened one after the other (two tabs while on Free): the first
+// is expired when the second opens, as Stripe's expire endpoint leaves it.
+// Paying it answers 409 in the contract's error shape and sends nothing;
+// its page says it is expired; only the second starts a subscription.
+func TestSubscriptionCheckoutExpiresTheOtherOpenSessions(t *testing.T) {
+	s, routes, h, _ := setup(t, 0)
+	first := checkout(t, s, billing.PriceMonthly)
+	topUp := checkout(t, s, billing.PriceInstant)
+	second := checkout(t, s, billing.PriceMonthly)
+	if err := s.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	status := map[string]string{}
+	for _, cs := range state(t, routes)["sessions"] {
+		status[cs["id"].(string)] = cs["status"].(string)
+	}
+	if status[first.SessionID] != "expired" || status[topUp.SessionID] != "expired" || status[second.SessionID] != "open" {
+		t.Fatalf("sessions after the second subscription checkout: %v", status)
+	}
+	var expired []string
+	for _, ev := range h.got() {
+		if ev.Type != "checkout.session.expired" {
+			t.Errorf("unexpected event %s", ev.Type)
+		}
+		expired = append(expired, ev.Type)
+	}
+	if len(expired) != 2 {
+		t.Errorf("events sent: %v, want checkout.session.expired for each expired session", expired)
+	}
+
+	sent := len(h.got())
+	code, body := call(t, routes, "POST", "/dev/checkout/"+first.SessionID+"/complete", "")
+	var e struct {
+		Error struct{ Code, Message string } `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(body), &e); code != 409 || err != nil || e.Error.Code == "" || !strings.Contains(e.Error.Message, "expired") {
+		t.Errorf("paying the expired session: %d %s", code, body)
+	}
+	if _, page := call(t, routes, "GET", "/dev/checkout/"+first.SessionID, ""); !strings.Contains(page, "This checkout is expired") || strings.Contains(page, `id="pay"`) {
+		t.Errorf("the expired session's page still offers to pay")
+	}
+	if code, out := call(t, routes, "POST", "/dev/checkout/"+second.SessionID+"/complete", ""); code != 200 {
+		t.Fatalf("paying the open session: %d %s", code, out)
+	}
+	var types []string
+	for _, ev := range h.got()[sent:] {
+		types = append(types, ev.Type)
+	}
+	if strings.Join(types, " ") != "checkout.session.completed invoice.paid" {
+		t.Errorf("events after both payments: %v, want the second session's only", types)
+	}
+	if subs := state(t, routes)["subscriptions"]; len(subs) != 1 {
+		t.Errorf("%d subscriptions, want 1", len(subs))
+	}
+}

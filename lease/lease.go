@@ -192,6 +192,7 @@ type held struct {
 	inFlush     bool // its calls are in the commit in flight
 	retired     bool // no longer admits calls; returned after its last flush
 	returned    bool
+	back        chan struct{} // closed once its unused credits are back (or it is left to expire)
 	lastUse     time.Time
 }
 
@@ -219,8 +220,10 @@ func New(st Store, clock billing.Clock, cfg Config, log *slog.Logger) *Manager {
 // what its lease has left plus the balance beside every lease when it took
 // it. It returns billing.ErrInvalidAPIKey for an unknown or revoked key,
 // billing.ErrInsufficientCredits, debiting nothing, when no credits are
-// left, and a CodeUnavailable error when the use could not be recorded or
-// the manager is closed.
+// left or when the lease and the balance beside it cannot cover cost (at
+// once, without taking another lease), ctx's error as soon as ctx is done
+// while it waits for a lease, and a CodeUnavailable error when the use could
+// not be recorded or the manager is closed.
 func (m *Manager) DebitKey(ctx context.Context, hash string, cost int64, now time.Time) (int64, error) {
 	if cost <= 0 {
 		return 0, billing.Errorf(billing.CodeBadRequest, "a debit must be positive, got %d", cost)
@@ -236,6 +239,9 @@ func (m *Manager) DebitKey(ctx context.Context, hash string, cost int64, now tim
 	for first := true; ; first = false {
 		if !first {
 			now = m.clock.Now() // it waited for a lease
+		}
+		if err := ctx.Err(); err != nil {
+			return 0, err
 		}
 		a.mu.Lock()
 		h := a.cur
@@ -256,8 +262,19 @@ func (m *Manager) DebitKey(ctx context.Context, hash string, cost int64, now tim
 				return 0, ctx.Err() // its use may still be recorded: never an answer without a record
 			}
 		}
+		var back <-chan struct{} // the credits of the lease retired here
 		if h != nil {
+			left := h.lease.Amount - h.used
+			if a.seen && left+a.balance < cost {
+				// Even with this lease back, the account cannot pay: keep
+				// the lease for cheaper calls and refuse this one now.
+				a.mu.Unlock()
+				return 0, billing.ErrInsufficientCredits
+			}
 			m.retire(a, h) // too little left for this call
+			if left > 0 {
+				back = h.back // the next take needs them
+			}
 		}
 		if t := a.taking; t != nil {
 			a.mu.Unlock()
@@ -280,8 +297,25 @@ func (m *Manager) DebitKey(ctx context.Context, hash string, cost int64, now tim
 			want = min(want, max(cost, a.balance/2))
 		}
 		a.mu.Unlock()
-		t.err = m.takeLease(a, hash, want, now)
-		close(t.done)
+		// The take goes on if this caller gives up: the calls waiting on it
+		// still need the lease.
+		m.work.Add(1)
+		go func() {
+			defer m.work.Done()
+			if back != nil {
+				select {
+				case <-back:
+				case <-time.After(m.cfg.Timeout):
+				}
+			}
+			t.err = m.takeLease(a, hash, want, now)
+			close(t.done)
+		}()
+		select {
+		case <-t.done:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
 		if t.err != nil {
 			return 0, t.err
 		}
@@ -472,7 +506,7 @@ func (m *Manager) takeLease(a *account, hash string, want int64, now time.Time) 
 	if !usable.After(now) {
 		usable = l.ExpiresAt
 	}
-	a.cur = &held{lease: l, usableUntil: usable, lastUse: now}
+	a.cur = &held{lease: l, usableUntil: usable, lastUse: now, back: make(chan struct{})}
 	if m.closed.Load() {
 		m.retire(a, a.cur) // Close came while it was being taken
 		return errClosed
@@ -525,6 +559,7 @@ func (m *Manager) returnIfDone(a *account, h *held) {
 // back: it waits for the next return (or Close, or its expiry), which saves
 // a transaction per block under load.
 func (m *Manager) giveBack(a *account, h *held) {
+	defer close(h.back)
 	a.mu.Lock()
 	if h.lease.Amount == h.recorded && !m.closed.Load() {
 		a.spent = append(a.spent, h.lease.ID)

@@ -104,7 +104,9 @@ func (s *Stripe) PriceID(ctx context.Context, plan, kind string) (string, error)
 // CheckoutSession creates a Checkout Session: subscription mode for the
 // monthly price, payment mode for the instant one. The idempotency key
 // covers the account, price and minute, so a double click returns the same
-// session.
+// session. A subscription session then expires the customer's other open
+// sessions, so that at most one of them can be paid and start a
+// subscription (see ExpireOtherSessions).
 func (s *Stripe) CheckoutSession(ctx context.Context, req billing.CheckoutRequest) (billing.Checkout, error) {
 	price, err := s.PriceID(ctx, req.Plan, req.Kind)
 	if err != nil {
@@ -132,7 +134,50 @@ func (s *Stripe) CheckoutSession(ctx context.Context, req billing.CheckoutReques
 	if err != nil {
 		return billing.Checkout{}, fmt.Errorf("create checkout session for %s: %w", req.UID, err)
 	}
+	if req.Kind == billing.PriceMonthly {
+		if _, err := s.ExpireOtherSessions(ctx, req.CustomerID, cs.ID); err != nil {
+			return billing.Checkout{}, err
+		}
+	}
 	return billing.Checkout{SessionID: cs.ID, URL: cs.URL}, nil
+}
+
+// ExpireOtherSessions expires every open Checkout Session of the customer
+// but keep, and returns their ids. Expiring after the new session is
+// created means that of two sessions opened at the same moment neither
+// survives unseen: each expires the other, and the customer opens one
+// again. A session that stopped being open meanwhile (paid, or expired by
+// another call) is skipped: Stripe answers 400 for it.
+func (s *Stripe) ExpireOtherSessions(ctx context.Context, customerID, keep string) ([]string, error) {
+	lp := &stripe.CheckoutSessionListParams{Customer: stripe.String(customerID),
+		Status: stripe.String(string(stripe.CheckoutSessionStatusOpen))}
+	lp.Context = ctx
+	var open []string
+	it := s.sc.CheckoutSessions.List(lp)
+	for it.Next() {
+		if cs := it.CheckoutSession(); cs.ID != keep && cs.Status == stripe.CheckoutSessionStatusOpen {
+			open = append(open, cs.ID)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("list open checkout sessions of %s: %w", customerID, err)
+	}
+	var expired []string
+	for _, id := range open {
+		p := &stripe.CheckoutSessionExpireParams{}
+		p.Context = ctx
+		_, err := s.sc.CheckoutSessions.Expire(id, p)
+		var se *stripe.Error
+		switch {
+		case err == nil:
+			expired = append(expired, id)
+		case isMissing(err), errors.As(err, &se) && se.HTTPStatusCode == http.StatusBadRequest:
+			// no longer open
+		default:
+			return expired, fmt.Errorf("expire checkout session %s: %w", id, err)
+		}
+	}
+	return expired, nil
 }
 
 // CancelSubscriptions cancels at once every subscription of the customer

@@ -27,7 +27,11 @@ func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	if resp != nil {
 		status = resp.StatusCode
 	}
-	r.reqs = append(r.reqs, req.Method+" "+req.URL.Path+" "+http.StatusText(status))
+	path := req.URL.Path
+	if req.URL.RawQuery != "" {
+		path += "?" + req.URL.RawQuery
+	}
+	r.reqs = append(r.reqs, req.Method+" "+path+" "+http.StatusText(status))
 	return resp, err
 }
 
@@ -99,4 +103,48 @@ func TestAdapterAgainstStripeMock(t *testing.T) {
 		}
 	}
 	t.Logf("%d requests, all accepted; sync changes: %v", len(reqs), changes)
+}
+
+// TestSubscriptionCheckoutExpiresTheOtherOpenSessions: opening a
+// subscription session lists the customer's open sessions and expires each
+// but the new one, with requests stripe-mock accepts; a top-up session
+// expires nothing. (stripe-mock lists one open fixture session, whose id
+// differs from every session it creates.)
+func TestSubscriptionCheckoutExpiresTheOtherOpenSessions(t *testing.T) {
+	s, rec := newAdapter(t)
+	ctx := context.Background()
+	if _, err := s.CheckoutSession(ctx, billing.CheckoutRequest{UID: "uid-1", CustomerID: "cus_1", Plan: "Basic", Kind: billing.PriceInstant}); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rec.all() {
+		if strings.Contains(r, "/expire") || strings.HasPrefix(r, "GET /v1/checkout/sessions") {
+			t.Errorf("a top-up session touched the others: %s", r)
+		}
+	}
+	co, err := s.CheckoutSession(ctx, billing.CheckoutRequest{UID: "uid-1", CustomerID: "cus_1", Plan: "Basic", Kind: billing.PriceMonthly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed bool
+	var expired []string
+	for _, r := range rec.all() {
+		if !strings.HasSuffix(r, " OK") {
+			t.Errorf("stripe-mock refused %s", r)
+		}
+		listed = listed || strings.HasPrefix(r, "GET /v1/checkout/sessions?customer=cus_1&status=open ")
+		if strings.HasPrefix(r, "POST /v1/checkout/sessions/") && strings.Contains(r, "/expire ") {
+			expired = append(expired, r)
+		}
+	}
+	if !listed || len(expired) != 1 || strings.Contains(expired[0], co.SessionID) {
+		t.Errorf("new session %s: listed the open ones %v, expired %v", co.SessionID, listed, expired)
+	}
+	// The session to keep is never expired.
+	open, err := s.ExpireOtherSessions(ctx, "cus_1", "")
+	if err != nil || len(open) != 1 {
+		t.Fatalf("ExpireOtherSessions: %v %v", open, err)
+	}
+	if again, err := s.ExpireOtherSessions(ctx, "cus_1", open[0]); err != nil || len(again) != 0 {
+		t.Errorf("keeping the only open session expired %v (%v)", again, err)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -70,9 +71,13 @@ func run() error {
 		return err
 	}
 	srv.mux.HandleFunc("GET /dev/stats", stats.serve)
-	httpSrv := &http.Server{Addr: ":" + cfg.Port, Handler: srv.mux, ReadHeaderTimeout: 10 * time.Second}
+	ln, err := listen(os.Getenv("HOST"), cfg.Port)
+	if err != nil {
+		return err
+	}
+	httpSrv := &http.Server{Handler: srv.mux, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
-	go func() { errc <- httpSrv.ListenAndServe() }()
+	go func() { errc <- httpSrv.Serve(ln) }()
 	go func() { _ = srv.local.Run(ctx, time.Second) }()
 
 	fmt.Printf("Paymeter running at http://localhost:%s\n", cfg.Port)
@@ -90,6 +95,20 @@ func run() error {
 		err = errors.Join(err, core.Leases.Close(shutdown))
 	}
 	return err
+}
+
+// listen opens the dev server's port on host: 127.0.0.1 when host is empty,
+// so that the dev server, its stand-in and its tasks secret are reachable
+// from this machine only. HOST=0.0.0.0 widens it, for a container.
+func listen(host, port string) (net.Listener, error) {
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, port))
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s port %s: %w", host, port, err)
+	}
+	return ln, nil
 }
 
 // devServer is the dev process: its mux, dev clock and in-process scheduler.

@@ -15,10 +15,13 @@ type ErrorBody struct {
 	} `json:"error"`
 }
 
-// Write answers status with v as JSON, never cached.
+// Write answers status with v as JSON. It is never cached unless the
+// handler set its own Cache-Control first (GET /api/plans is public).
 func Write(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
+	if w.Header().Get("Cache-Control") == "" {
+		w.Header().Set("Cache-Control", "no-store")
+	}
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
