@@ -40,8 +40,9 @@ const keyTouchInterval = time.Minute
 
 // Store is the Firestore adapter. It is safe for concurrent use.
 type Store struct {
-	fs   *firestore.Client
-	free billing.Plan
+	fs              *firestore.Client
+	free            billing.Plan
+	requireVerified bool
 }
 
 var (
@@ -56,6 +57,11 @@ var (
 func New(client *firestore.Client, free billing.Plan) *Store {
 	return &Store{fs: client, free: free}
 }
+
+// RequireVerifiedEmail makes Provision open the account of an identity
+// whose email is not verified with its Free credits held back
+// (billing.OpenAccount). Call it before the Store is used.
+func (s *Store) RequireVerifiedEmail(on bool) { s.requireVerified = on }
 
 func (s *Store) account(uid string) *firestore.DocumentRef {
 	return s.fs.Collection(accountsCol).Doc(uid)
@@ -73,8 +79,9 @@ func (s *Store) Account(ctx context.Context, uid string) (*billing.Account, erro
 	return decodeAccount(snap)
 }
 
-// Provision returns the account of id.UID, creating it if absent. Concurrent
-// first calls create it once: the losers' transactions retry and find it.
+// Provision returns the account of id.UID, creating it with
+// billing.OpenAccount if absent. Concurrent first calls create it once: the
+// losers' transactions retry and find it.
 func (s *Store) Provision(ctx context.Context, id billing.Identity, now time.Time) (*billing.Account, bool, error) {
 	var out *billing.Account
 	var created bool
@@ -88,7 +95,7 @@ func (s *Store) Provision(ctx context.Context, id billing.Identity, now time.Tim
 		if status.Code(err) != codes.NotFound {
 			return err
 		}
-		a := billing.NewAccount(id.UID, id.Email, s.free, now)
+		a := billing.OpenAccount(id, s.free, s.requireVerified, now)
 		if err := tx.Create(s.account(id.UID), a); err != nil {
 			return err
 		}
@@ -174,10 +181,12 @@ func (s *Store) AccountByCustomer(ctx context.Context, customerID string) (*bill
 // Overdue lists Free accounts whose next grant was due before before, as
 // the tasks that continue their chains, ordered by due time then uid. It
 // returns at most pageSize tasks and the cursor of the next page, "" at the
-// end. It needs the composite index (plan, nextGrantAt) declared in
-// firestore.indexes.json.
+// end. Accounts whose chain has not started (no nextGrantAt: the Free grants
+// wait for a verified email) are not read. It needs the composite index
+// (plan, nextGrantAt) declared in firestore.indexes.json.
 func (s *Store) Overdue(ctx context.Context, before time.Time, pageSize int, after string) ([]billing.GrantTask, string, error) {
-	q := s.fs.Collection(accountsCol).Where("plan", "==", billing.PlanFree).Where("nextGrantAt", "<", before).
+	q := s.fs.Collection(accountsCol).Where("plan", "==", billing.PlanFree).
+		Where("nextGrantAt", ">", time.Time{}).Where("nextGrantAt", "<", before).
 		OrderBy("nextGrantAt", firestore.Asc).OrderBy(firestore.DocumentID, firestore.Asc).Limit(pageSize)
 	if after != "" {
 		at, uid, err := parseCursor(after)
