@@ -15,7 +15,8 @@ import (
 type authedHandler func(w http.ResponseWriter, r *http.Request, a *billing.Account)
 
 // signedIn verifies the Firebase ID token of the request and loads the
-// caller's account, provisioning it on the first call.
+// caller's account, provisioning it on the first call. The handler finds the
+// caller's identity with identityOf.
 func (s *Server) signedIn(h authedHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		token, ok := bearer(r)
@@ -33,8 +34,16 @@ func (s *Server) signedIn(h authedHandler) http.HandlerFunc {
 			s.WriteError(w, r, err)
 			return
 		}
-		h(w, r, a)
+		h(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)), a)
 	}
+}
+
+type identityKey struct{}
+
+// identityOf returns the identity signedIn verified for r.
+func identityOf(r *http.Request) billing.Identity {
+	id, _ := r.Context().Value(identityKey{}).(billing.Identity)
+	return id
 }
 
 // accountOf returns the account of id, creating it (and scheduling its next

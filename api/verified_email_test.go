@@ -18,6 +18,7 @@ import (
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/firebaseauth"
 	"github.com/paymeter/paymeter/internal/emulator"
+	"github.com/paymeter/paymeter/internal/memstore"
 	"github.com/paymeter/paymeter/internal/testclock"
 	"github.com/paymeter/paymeter/store"
 )
@@ -161,5 +162,24 @@ func TestFreeCreditsAtSignUp(t *testing.T) {
 				t.Fatalf("scheduled %+v, want %d task(s)", h.sched.tasks, want)
 			}
 		})
+	}
+}
+
+// Stripe mails receipts to the customer's email: it must be one the user
+// proved is theirs.
+func TestStripeCustomerGetsTheEmailOnlyFromAVerifiedToken(t *testing.T) {
+	w := newWorld(t, memstore.New(), true)
+	for _, tt := range []struct {
+		token, uid string
+		email      any
+	}{
+		{"token-p1", "p1", nil},
+		{"verified-g1", "g1", "g1@example.com"},
+	} {
+		w.must(w.do("POST", "/api/checkout", `{"plan":"Basic","subscribe":false}`, "Authorization", "Bearer "+tt.token), 200)
+		c := w.last("customers")
+		if md, _ := c["metadata"].(map[string]any); md["uid"] != tt.uid || c["email"] != tt.email {
+			t.Fatalf("%s: Stripe customer = %v, want email %v", tt.token, c, tt.email)
+		}
 	}
 }
