@@ -35,6 +35,11 @@ const (
 // expireAt deletes it); Stripe retries a delivery for up to three days.
 const eventRetention = 30 * 24 * time.Hour
 
+// keyRetention is how long a revoked API key is kept (a TTL policy on
+// expireAt deletes it), so that creating and revoking keys in a loop cannot
+// grow storage without bound.
+const keyRetention = 30 * 24 * time.Hour
+
 // keyTouchInterval bounds how often a key's lastUsedAt is written.
 const keyTouchInterval = time.Minute
 
@@ -371,7 +376,8 @@ func (s *Store) Keys(ctx context.Context, uid string) ([]billing.APIKey, error) 
 	return out, nil
 }
 
-// RevokeKey revokes uid's key id.
+// RevokeKey revokes uid's key id and marks it for deletion (expireAt, a
+// Firestore TTL field) keyRetention from now.
 func (s *Store) RevokeKey(ctx context.Context, uid, id string) error {
 	snaps, err := s.keysOf(uid).Where("id", "==", id).Limit(1).Documents(ctx).GetAll()
 	if err != nil {
@@ -380,7 +386,8 @@ func (s *Store) RevokeKey(ctx context.Context, uid, id string) error {
 	if len(snaps) == 0 {
 		return billing.ErrNotFound
 	}
-	if _, err := snaps[0].Ref.Update(ctx, []firestore.Update{{Path: "revoked", Value: true}}); err != nil {
+	if _, err := snaps[0].Ref.Update(ctx, []firestore.Update{{Path: "revoked", Value: true},
+		{Path: "expireAt", Value: time.Now().Add(keyRetention)}}); err != nil {
 		return fmt.Errorf("revoke key %s: %w", id, err)
 	}
 	return nil

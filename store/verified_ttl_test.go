@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -52,5 +53,40 @@ func TestOverdueSkipsAccountsWaitingForAVerifiedEmail(t *testing.T) {
 	}
 	if len(page) != 1 || page[0].UID != "live" || next != "" {
 		t.Fatalf("first page = %+v, next %q; want only the live chain, and no second page", page, next)
+	}
+}
+
+// A revoked key is kept 30 days for the record, then Firestore's TTL policy
+// on apiKeys.expireAt (terraform/firestore.tf) deletes it.
+func TestRevokedKeyExpiresAfterThirtyDays(t *testing.T) {
+	s, client := newStore(t)
+	ctx := context.Background()
+	provision(t, s, "owner")
+	_, keep := newKey(t, s, "owner")
+	_, gone := newKey(t, s, "owner")
+	snap, err := client.Collection("apiKeys").Doc(gone).Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	goneID, _ := snap.Data()["id"].(string)
+	before := time.Now()
+	if err := s.RevokeKey(ctx, "owner", goneID); err != nil {
+		t.Fatal(err)
+	}
+	for hash, want := range map[string]bool{keep: false, gone: true} {
+		snap, err := client.Collection("apiKeys").Doc(hash).Get(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		at, has := snap.Data()["expireAt"].(time.Time)
+		if has != want {
+			t.Fatalf("key revoked=%v has expireAt=%v", want, has)
+		}
+		if want && (at.Before(before.Add(30*24*time.Hour)) || at.After(time.Now().Add(30*24*time.Hour))) {
+			t.Fatalf("expireAt = %s, want 30 days after the revocation", at)
+		}
+	}
+	if _, err := s.DebitKey(ctx, gone, 1, t0); !errors.Is(err, billing.ErrInvalidAPIKey) {
+		t.Fatalf("debit with the revoked key: %v", err)
 	}
 }

@@ -194,6 +194,15 @@ run "defaults" {
   }
 
   assert {
+    condition = (
+      google_firestore_field.api_keys_ttl.collection == "apiKeys" &&
+      google_firestore_field.api_keys_ttl.field == "expireAt" &&
+      length(google_firestore_field.api_keys_ttl.ttl_config) == 1
+    )
+    error_message = "apiKeys.expireAt must be a TTL field, so that revoked keys are deleted."
+  }
+
+  assert {
     condition     = google_firestore_database.main.type == "FIRESTORE_NATIVE" && google_firestore_database.main.delete_protection_state == "DELETE_PROTECTION_ENABLED"
     error_message = "Firestore must be in Native mode and protected from deletion by default."
   }
