@@ -27,11 +27,15 @@ import (
 
 var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 
-// tokens is a TokenVerifier double: "token-<uid>" is uid's ID token. The
+// tokens is a TokenVerifier double: "token-<uid>" is uid's ID token, and
+// "verified-<uid>" one whose email is verified (a Google sign-in). The
 // Firebase verifier itself is tested against the Auth emulator.
 type tokens struct{}
 
 func (tokens) Verify(_ context.Context, tok string) (billing.Identity, error) {
+	if uid, ok := strings.CutPrefix(tok, "verified-"); ok && uid != "" {
+		return billing.Identity{UID: uid, Email: uid + "@example.com", EmailVerified: true}, nil
+	}
 	uid, ok := strings.CutPrefix(tok, "token-")
 	if !ok || uid == "" {
 		return billing.Identity{}, billing.ErrUnauthenticated

@@ -58,7 +58,7 @@ func (s *Server) checkout(w http.ResponseWriter, r *http.Request, a *billing.Acc
 		}
 		return
 	}
-	customer, err := s.customerOf(r.Context(), a)
+	customer, err := s.customerOf(r.Context(), a, identityOf(r))
 	if err != nil {
 		s.WriteError(w, r, err)
 		return
@@ -105,7 +105,7 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request, a *billing.Accou
 
 // portal serves POST /api/portal: the URL of the customer portal.
 func (s *Server) portal(w http.ResponseWriter, r *http.Request, a *billing.Account) {
-	customer, err := s.customerOf(r.Context(), a)
+	customer, err := s.customerOf(r.Context(), a, identityOf(r))
 	if err != nil {
 		s.WriteError(w, r, err)
 		return
@@ -119,13 +119,19 @@ func (s *Server) portal(w http.ResponseWriter, r *http.Request, a *billing.Accou
 }
 
 // customerOf returns the payment customer of a, creating it and storing it
-// on the account the first time. Concurrent first calls get one customer:
-// the provider call is idempotent per account, and the first id stored wins.
-func (s *Server) customerOf(ctx context.Context, a *billing.Account) (string, error) {
+// on the account the first time, with the email of the caller's token only
+// if the token says it is verified (the provider mails receipts to it).
+// Concurrent first calls get one customer: the provider call is idempotent
+// per account, and the first id stored wins.
+func (s *Server) customerOf(ctx context.Context, a *billing.Account, caller billing.Identity) (string, error) {
 	if a.CustomerID != "" {
 		return a.CustomerID, nil
 	}
-	id, err := s.Payments.EnsureCustomer(ctx, a.UID, a.Email)
+	email := ""
+	if caller.EmailVerified {
+		email = caller.Email
+	}
+	id, err := s.Payments.EnsureCustomer(ctx, a.UID, email)
 	if err != nil {
 		return "", err
 	}

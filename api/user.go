@@ -15,7 +15,8 @@ import (
 type authedHandler func(w http.ResponseWriter, r *http.Request, a *billing.Account)
 
 // signedIn verifies the Firebase ID token of the request and loads the
-// caller's account, provisioning it on the first call.
+// caller's account, provisioning it on the first call. The handler finds the
+// caller's identity with identityOf.
 func (s *Server) signedIn(h authedHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		token, ok := bearer(r)
@@ -33,28 +34,68 @@ func (s *Server) signedIn(h authedHandler) http.HandlerFunc {
 			s.WriteError(w, r, err)
 			return
 		}
-		h(w, r, a)
+		h(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)), a)
 	}
 }
 
+type identityKey struct{}
+
+// identityOf returns the identity signedIn verified for r.
+func identityOf(r *http.Request) billing.Identity {
+	id, _ := r.Context().Value(identityKey{}).(billing.Identity)
+	return id
+}
+
 // accountOf returns the account of id, creating it (and scheduling its next
-// Free grant) on the first call.
+// Free grant) on the first call, and starting its Free grants on the first
+// call with a verified email if they waited for one.
 func (s *Server) accountOf(ctx context.Context, id billing.Identity) (*billing.Account, error) {
 	a, err := s.Accounts.Account(ctx, id.UID)
-	if err == nil || !errors.Is(err, billing.ErrNotFound) {
-		return a, err
+	if err == nil {
+		return s.startFree(ctx, id, a)
+	}
+	if !errors.Is(err, billing.ErrNotFound) {
+		return nil, err
 	}
 	a, created, err := s.Accounts.Provision(ctx, id, s.Clock.Now())
 	if err != nil {
 		return nil, err
 	}
 	if created {
-		s.Log.InfoContext(ctx, "account created", "uid", id.UID)
+		s.Log.InfoContext(ctx, "account created", "uid", id.UID, "freeAwaitsVerifiedEmail", a.FreeAwaitsVerifiedEmail)
 		if t, ok := a.NextGrant(); ok {
 			// A failure here leaves the chain to the daily reconcile sweep,
 			// which re-enqueues overdue accounts; the user is not kept waiting.
 			if err := s.Scheduler.ScheduleGrant(ctx, t); err != nil {
 				s.Log.ErrorContext(ctx, "schedule first Free grant", "uid", id.UID, "err", err)
+			}
+		}
+	}
+	return a, nil
+}
+
+// startFree starts the Free grants of an account that waited for a verified
+// email once id carries one (or the operator no longer asks for one). The
+// transaction re-reads the account, so concurrent calls grant once.
+func (s *Server) startFree(ctx context.Context, id billing.Identity, a *billing.Account) (*billing.Account, error) {
+	if !a.FreeAwaitsVerifiedEmail || (s.Config.RequireVerifiedEmail && !id.EmailVerified) {
+		return a, nil
+	}
+	now := s.Clock.Now()
+	var started bool
+	a, err := s.Accounts.UpdateAccount(ctx, id.UID, func(a *billing.Account) error {
+		started = a.StartFree(s.Catalog.Free(), now)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if started {
+		s.Log.InfoContext(ctx, "email verified: Free grants started", "uid", id.UID)
+		if t, ok := a.NextGrant(); ok {
+			// As at provisioning: the reconcile sweep heals a failure.
+			if err := s.Scheduler.ScheduleGrant(ctx, t); err != nil {
+				s.Log.ErrorContext(ctx, "schedule Free grant", "uid", id.UID, "err", err)
 			}
 		}
 	}
@@ -85,7 +126,13 @@ type userJSON struct {
 	Subscription *subscriptionJSON `json:"subscription"`
 	NextGrantAt  *time.Time        `json:"nextGrantAt"`
 	Grants       []grantJSON       `json:"grants"`
+	// FreeCreditsPending says why Free credits are held back:
+	// "verify_email" until the account's email is verified; else null.
+	FreeCreditsPending *string `json:"freeCreditsPending"`
 }
+
+// pendingVerifyEmail is FreeCreditsPending for an unverified email.
+const pendingVerifyEmail = "verify_email"
 
 type subscriptionJSON struct {
 	Plan              string    `json:"plan"`
@@ -108,6 +155,10 @@ func UserJSON(a *billing.Account, now time.Time) any { return toUserJSON(a, now)
 func toUserJSON(a *billing.Account, now time.Time) userJSON {
 	u := userJSON{UID: a.UID, Email: a.Email, Plan: a.Plan, Credits: a.Balance(now),
 		NextGrantAt: timeOrNil(a.NextGrantAt), Grants: []grantJSON{}}
+	if a.FreeAwaitsVerifiedEmail {
+		reason := pendingVerifyEmail
+		u.FreeCreditsPending = &reason
+	}
 	// An ended subscription is kept on the account (late events are ordered
 	// against it) but the user has none.
 	if sub := a.Subscription; sub != nil && sub.Status != "canceled" && sub.Status != "incomplete_expired" {

@@ -52,7 +52,9 @@ func NewCoreOn(ctx context.Context, cfg config.Config, log *slog.Logger, client 
 	if err != nil {
 		return nil, err
 	}
-	return &Core{Config: cfg, Catalog: catalog, Store: store.New(client, catalog.Free()), Auth: verifier, Log: log}, nil
+	st := store.New(client, catalog.Free())
+	st.RequireVerifiedEmail(cfg.RequireVerifiedEmail)
+	return &Core{Config: cfg, Catalog: catalog, Store: st, Auth: verifier, Log: log}, nil
 }
 
 // Server returns the API server on c with the given clock, scheduler and

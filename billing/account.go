@@ -87,6 +87,10 @@ type Account struct {
 	FreeAnchor     time.Time `firestore:"freeAnchor"`
 	NextFreePeriod int64     `firestore:"nextFreePeriod"`
 	NextGrantAt    time.Time `firestore:"nextGrantAt"`
+	// FreeAwaitsVerifiedEmail holds the Free chain back: the account was
+	// opened from an unverified email where the operator requires one
+	// (REQUIRE_VERIFIED_EMAIL), so nothing is granted until StartFree.
+	FreeAwaitsVerifiedEmail bool `firestore:"freeAwaitsVerifiedEmail,omitempty"`
 	// Reversals by payment id: refunds and disputes seen, even before the
 	// grant they take back from arrives.
 	Reversals map[string]Reversal `firestore:"reversals"`
@@ -107,6 +111,18 @@ func NewAccount(uid, email string, free Plan, now time.Time) *Account {
 	a := &Account{UID: uid, Email: email, Plan: PlanFree, FreeAnchor: now, CreatedAt: now}
 	a.grantFree(0, free, now)
 	return a
+}
+
+// OpenAccount returns the new account of id: NewAccount's, unless
+// requireVerified is set and id's email is not verified, in which case the
+// account is Free with no credits and its Free chain waits for StartFree.
+func OpenAccount(id Identity, free Plan, requireVerified bool, now time.Time) *Account {
+	if !requireVerified || id.EmailVerified {
+		return NewAccount(id.UID, id.Email, free, now)
+	}
+	now = now.Truncate(time.Microsecond)
+	return &Account{UID: id.UID, Email: id.Email, Plan: PlanFree, FreeAnchor: now, CreatedAt: now,
+		FreeAwaitsVerifiedEmail: true}
 }
 
 // Entries returns the ledger entries made since the account was loaded.

@@ -314,6 +314,9 @@ func (a *Account) observe(s Subscription, c Catalog, now time.Time) bool {
 	// Already on Free: the end arrived before the events it ends, or after
 	// the cancel endpoint. Resume the chain as moving to Free would, so that
 	// every delivery order leaves the same next grant.
+	if a.FreeAwaitsVerifiedEmail {
+		return true
+	}
 	a.NextFreePeriod = max(a.NextFreePeriod, a.FreePeriodAt(now)+1)
 	a.NextGrantAt = a.periodStart(a.NextFreePeriod)
 	return true

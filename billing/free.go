@@ -30,9 +30,9 @@ func (a *Account) periodStart(k int64) time.Time {
 }
 
 // NextGrant returns the task that continues the Free chain, and false while
-// the chain is paused by a paid plan.
+// the chain is paused by a paid plan or waits for a verified email.
 func (a *Account) NextGrant() (GrantTask, bool) {
-	if a.Plan != PlanFree {
+	if a.Plan != PlanFree || a.FreeAwaitsVerifiedEmail {
 		return GrantTask{}, false
 	}
 	return GrantTask{UID: a.UID, Period: a.NextFreePeriod, At: a.periodStart(a.NextFreePeriod)}, true
@@ -42,9 +42,10 @@ func (a *Account) NextGrant() (GrantTask, bool) {
 // at most once per period: a task for a period already granted, one that is
 // not yet due, or one for an account on a paid plan changes nothing. A late
 // task grants the current period (the allowance resets, missed weeks do not
-// pile up). It reports whether credits were granted.
+// pile up). An account whose Free chain waits for a verified email gets
+// nothing. It reports whether credits were granted.
 func (a *Account) GrantFree(period int64, free Plan, now time.Time) bool {
-	if a.Plan != PlanFree || period < a.NextFreePeriod {
+	if a.Plan != PlanFree || a.FreeAwaitsVerifiedEmail || period < a.NextFreePeriod {
 		return false
 	}
 	current := a.FreePeriodAt(now.Add(dueSkew))
@@ -52,6 +53,25 @@ func (a *Account) GrantFree(period int64, free Plan, now time.Time) bool {
 		return false
 	}
 	a.grantFree(current, free, now)
+	return true
+}
+
+// StartFree starts the Free chain of an account that waited for a verified
+// email: on Free, the first grant now and the next a week on; on a paid
+// plan, the chain starts when the account returns to Free. It reports
+// whether it started the chain; on any other account it does nothing, so
+// however often it is called it grants once.
+func (a *Account) StartFree(free Plan, now time.Time) bool {
+	if !a.FreeAwaitsVerifiedEmail {
+		return false
+	}
+	now = now.Truncate(time.Microsecond)
+	a.FreeAwaitsVerifiedEmail = false
+	a.FreeAnchor = now
+	a.NextFreePeriod = 0
+	if a.Plan == PlanFree {
+		a.grantFree(0, free, now)
+	}
 	return true
 }
 
@@ -71,7 +91,7 @@ func (a *Account) SetPlan(plan string, now time.Time) {
 		return
 	}
 	a.Plan = plan
-	if plan != PlanFree {
+	if plan != PlanFree || a.FreeAwaitsVerifiedEmail {
 		a.NextGrantAt = time.Time{}
 		return
 	}

@@ -37,6 +37,9 @@ type Config struct {
 	LeaseIdle           time.Duration    // LEASE_IDLE: a lease unused this long goes back (default 3s)
 	LeaseMaxBlock       int64            // LEASE_MAX_BLOCK: the most credits one lease takes (default 1000)
 	KeyCacheTTL         time.Duration    // KEY_CACHE_TTL: lease mode's key cache, the revocation delay (default 10s)
+	// REQUIRE_VERIFIED_EMAIL: an account whose email is not verified gets no
+	// Free credits until it is (default false; the Terraform deploy sets true).
+	RequireVerifiedEmail bool
 }
 
 // Load reads the configuration from getenv (os.Getenv in production) and
@@ -103,6 +106,11 @@ func Load(getenv func(string) string) (Config, error) {
 		return Config{}, fmt.Errorf("LEASE_MAX_BLOCK must be an integer from 10 to 1000000")
 	}
 	c.LeaseMaxBlock = block
+	verified, err := strconv.ParseBool(get("REQUIRE_VERIFIED_EMAIL", "false"))
+	if err != nil {
+		return Config{}, fmt.Errorf("REQUIRE_VERIFIED_EMAIL must be true or false")
+	}
+	c.RequireVerifiedEmail = verified
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		return Config{}, fmt.Errorf("LOG_FORMAT must be json or text")
 	}

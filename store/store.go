@@ -34,13 +34,19 @@ const (
 // expireAt deletes it); Stripe retries a delivery for up to three days.
 const eventRetention = 30 * 24 * time.Hour
 
+// keyRetention is how long a revoked API key is kept (a TTL policy on
+// expireAt deletes it), so that creating and revoking keys in a loop cannot
+// grow storage without bound.
+const keyRetention = 30 * 24 * time.Hour
+
 // keyTouchInterval bounds how often a key's lastUsedAt is written.
 const keyTouchInterval = time.Minute
 
 // Store is the Firestore adapter. It is safe for concurrent use.
 type Store struct {
-	fs   *firestore.Client
-	free billing.Plan
+	fs              *firestore.Client
+	free            billing.Plan
+	requireVerified bool
 }
 
 var (
@@ -55,6 +61,11 @@ var (
 func New(client *firestore.Client, free billing.Plan) *Store {
 	return &Store{fs: client, free: free}
 }
+
+// RequireVerifiedEmail makes Provision open the account of an identity
+// whose email is not verified with its Free credits held back
+// (billing.OpenAccount). Call it before the Store is used.
+func (s *Store) RequireVerifiedEmail(on bool) { s.requireVerified = on }
 
 func (s *Store) account(uid string) *firestore.DocumentRef {
 	return s.fs.Collection(accountsCol).Doc(uid)
@@ -72,8 +83,9 @@ func (s *Store) Account(ctx context.Context, uid string) (*billing.Account, erro
 	return decodeAccount(snap)
 }
 
-// Provision returns the account of id.UID, creating it if absent. Concurrent
-// first calls create it once: the losers' transactions retry and find it.
+// Provision returns the account of id.UID, creating it with
+// billing.OpenAccount if absent. Concurrent first calls create it once: the
+// losers' transactions retry and find it.
 func (s *Store) Provision(ctx context.Context, id billing.Identity, now time.Time) (*billing.Account, bool, error) {
 	var out *billing.Account
 	var created bool
@@ -87,7 +99,7 @@ func (s *Store) Provision(ctx context.Context, id billing.Identity, now time.Tim
 		if status.Code(err) != codes.NotFound {
 			return err
 		}
-		a := billing.NewAccount(id.UID, id.Email, s.free, now)
+		a := billing.OpenAccount(id, s.free, s.requireVerified, now)
 		if err := tx.Create(s.account(id.UID), a); err != nil {
 			return err
 		}
@@ -173,10 +185,12 @@ func (s *Store) AccountByCustomer(ctx context.Context, customerID string) (*bill
 // Overdue lists Free accounts whose next grant was due before before, as
 // the tasks that continue their chains, ordered by due time then uid. It
 // returns at most pageSize tasks and the cursor of the next page, "" at the
-// end. It needs the composite index (plan, nextGrantAt) declared in
-// firestore.indexes.json.
+// end. Accounts whose chain has not started (no nextGrantAt: the Free grants
+// wait for a verified email) are not read. It needs the composite index
+// (plan, nextGrantAt) declared in firestore.indexes.json.
 func (s *Store) Overdue(ctx context.Context, before time.Time, pageSize int, after string) ([]billing.GrantTask, string, error) {
-	q := s.fs.Collection(accountsCol).Where("plan", "==", billing.PlanFree).Where("nextGrantAt", "<", before).
+	q := s.fs.Collection(accountsCol).Where("plan", "==", billing.PlanFree).
+		Where("nextGrantAt", ">", time.Time{}).Where("nextGrantAt", "<", before).
 		OrderBy("nextGrantAt", firestore.Asc).OrderBy(firestore.DocumentID, firestore.Asc).Limit(pageSize)
 	if after != "" {
 		at, uid, err := parseCursor(after)
@@ -366,7 +380,8 @@ func (s *Store) Keys(ctx context.Context, uid string) ([]billing.APIKey, error) 
 	return out, nil
 }
 
-// RevokeKey revokes uid's key id.
+// RevokeKey revokes uid's key id and marks it for deletion (expireAt, a
+// Firestore TTL field) keyRetention from now.
 func (s *Store) RevokeKey(ctx context.Context, uid, id string) error {
 	snaps, err := s.keysOf(uid).Where("id", "==", id).Limit(1).Documents(ctx).GetAll()
 	if err != nil {
@@ -375,7 +390,8 @@ func (s *Store) RevokeKey(ctx context.Context, uid, id string) error {
 	if len(snaps) == 0 {
 		return billing.ErrNotFound
 	}
-	if _, err := snaps[0].Ref.Update(ctx, []firestore.Update{{Path: "revoked", Value: true}}); err != nil {
+	if _, err := snaps[0].Ref.Update(ctx, []firestore.Update{{Path: "revoked", Value: true},
+		{Path: "expireAt", Value: time.Now().Add(keyRetention)}}); err != nil {
 		return fmt.Errorf("revoke key %s: %w", id, err)
 	}
 	return nil

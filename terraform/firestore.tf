@@ -45,6 +45,19 @@ resource "google_firestore_field" "stripe_events_ttl" {
   index_config {}
 }
 
+# Revoked API keys are kept 30 days for the record, then deleted after their
+# expireAt (store.RevokeKey sets it), so that creating and revoking keys in a
+# loop cannot grow storage. Not indexed, for the same reasons as above.
+resource "google_firestore_field" "api_keys_ttl" {
+  project    = var.project_id
+  database   = google_firestore_database.main.name
+  collection = "apiKeys"
+  field      = "expireAt"
+
+  ttl_config {}
+  index_config {}
+}
+
 # The rules in firestore.rules (the same file the emulator loads), released to
 # the database.
 resource "google_firebaserules_ruleset" "firestore" {

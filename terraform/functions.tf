@@ -117,6 +117,8 @@ locals {
     LEASE_IDLE          = var.lease_idle
     LEASE_MAX_BLOCK     = tostring(var.lease_max_block)
     KEY_CACHE_TTL       = var.key_cache_ttl
+    # Free credits only for verified emails, against throwaway sign-ups.
+    REQUIRE_VERIFIED_EMAIL = tostring(var.require_verified_email)
   }
 
   source_zip = startswith(var.source_zip, "/") ? var.source_zip : "${path.module}/${var.source_zip}"

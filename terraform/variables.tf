@@ -171,6 +171,12 @@ variable "lease_max_block" {
   default     = 1000
 }
 
+variable "require_verified_email" {
+  type        = bool
+  description = "REQUIRE_VERIFIED_EMAIL: a password account gets no Free credits until its email is verified (Google sign-ins are verified). Turn off only where sign-ups are trusted."
+  default     = true
+}
+
 variable "key_cache_ttl" {
   type        = string
   description = "Lease mode: how long an instance trusts an API key lookup (KEY_CACHE_TTL): the revocation delay."

@@ -19,6 +19,7 @@ import (
 type Store struct {
 	mu       sync.Mutex
 	free     billing.Plan
+	verified bool              // RequireVerifiedEmail
 	accounts map[string][]byte // uid -> JSON of the account (a fresh copy per load)
 	ledger   map[string]map[string]billing.Entry
 	events   map[string]bool
@@ -39,6 +40,11 @@ func New() *Store {
 		ledger: map[string]map[string]billing.Entry{}, events: map[string]bool{},
 		keys: map[string]billing.APIKey{}, usage: map[string]map[string]map[string]int64{}, leases: map[string]int64{}}
 }
+
+// RequireVerifiedEmail makes Provision open the account of an identity
+// whose email is not verified with its Free credits held back, as the
+// Firestore store's option does.
+func (s *Store) RequireVerifiedEmail(on bool) { s.verified = on }
 
 func (s *Store) load(uid string) (*billing.Account, error) {
 	data, ok := s.accounts[uid]
@@ -81,7 +87,7 @@ func (s *Store) Provision(_ context.Context, id billing.Identity, now time.Time)
 	if a, err := s.load(id.UID); err == nil {
 		return a, false, nil
 	}
-	a := billing.NewAccount(id.UID, id.Email, s.free, now)
+	a := billing.OpenAccount(id, s.free, s.verified, now)
 	if err := s.put(a); err != nil {
 		return nil, false, err
 	}

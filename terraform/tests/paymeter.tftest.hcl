@@ -154,9 +154,10 @@ run "defaults" {
       length(setintersection(["TASKS_SECRET", "FIRESTORE_EMULATOR_HOST", "FIREBASE_AUTH_EMULATOR_HOST"], keys(fn.service_config[0].environment_variables))) == 0 &&
       fn.service_config[0].environment_variables["CORS_ORIGINS"] == "https://paymeter-test.web.app" &&
       fn.service_config[0].environment_variables["METER_COSTS"] == "/api/meter=1" &&
-      fn.service_config[0].environment_variables["LOG_FORMAT"] == "json"
+      fn.service_config[0].environment_variables["LOG_FORMAT"] == "json" &&
+      fn.service_config[0].environment_variables["REQUIRE_VERIFIED_EMAIL"] == "true"
     )])
-    error_message = "Every function must get the production settings config/ reads, and none of the local-only ones (TASKS_SECRET, emulator hosts)."
+    error_message = "Every function must get the production settings config/ reads (REQUIRE_VERIFIED_EMAIL on), and none of the local-only ones (TASKS_SECRET, emulator hosts)."
   }
 
   assert {
@@ -190,6 +191,15 @@ run "defaults" {
       length(google_firestore_field.stripe_events_ttl.ttl_config) == 1
     )
     error_message = "stripeEvents.expireAt must be a TTL field."
+  }
+
+  assert {
+    condition = (
+      google_firestore_field.api_keys_ttl.collection == "apiKeys" &&
+      google_firestore_field.api_keys_ttl.field == "expireAt" &&
+      length(google_firestore_field.api_keys_ttl.ttl_config) == 1
+    )
+    error_message = "apiKeys.expireAt must be a TTL field, so that revoked keys are deleted."
   }
 
   assert {

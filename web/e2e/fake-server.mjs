@@ -71,6 +71,7 @@ function userJSON(a) {
     subscription: a.subscription && { ...a.subscription, currentPeriodEnd: iso(a.subscription.currentPeriodEnd) },
     nextGrantAt: a.plan === 'Free' ? iso(a.nextGrantAt) : null,
     grants: live.map((g) => ({ source: g.source, remaining: g.remaining, expiresAt: g.expiresAt === null ? null : iso(g.expiresAt) })),
+    freeCreditsPending: null, // like make dev: REQUIRE_VERIFIED_EMAIL off
   }
 }
 function grant(a, source, amount, expiresAt, note) {
