@@ -219,4 +219,3 @@ func TestDelayedPaymentGrantsWhenItSucceedsThroughHTTP(t *testing.T) {
 		}
 	})
 }
-
