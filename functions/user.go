@@ -1,4 +1,4 @@
-package api
+package functions
 
 import (
 	"context"
@@ -12,6 +12,19 @@ import (
 )
 
 // authedHandler is a handler for a signed-in user whose account exists.
+// userHandler is the User entry point: the signed-in user's API and the
+// public plans.
+func (s *Server) userHandler() http.Handler {
+	user := newRouter(s)
+	user.handle("/api/plans", methods{http.MethodGet: s.plans})
+	user.handle("/api/user", methods{http.MethodGet: s.signedIn(s.user)})
+	user.handle("/api/keys", methods{http.MethodGet: s.signedIn(s.listKeys), http.MethodPost: s.signedIn(s.createKey)})
+	user.handle("/api/keys/{id}", methods{http.MethodDelete: s.signedIn(s.revokeKey)})
+	user.handle("/api/usage", methods{http.MethodGet: s.signedIn(s.usage)})
+	user.handle("/api/ledger", methods{http.MethodGet: s.signedIn(s.ledger)})
+	return s.wrap(user)
+}
+
 type authedHandler func(w http.ResponseWriter, r *http.Request, a *billing.Account)
 
 // signedIn verifies the Firebase ID token of the request and loads the

@@ -1,4 +1,4 @@
-package api
+package functions
 
 import (
 	"net/http"

@@ -1,4 +1,4 @@
-package api
+package functions
 
 import (
 	"bytes"
@@ -61,8 +61,8 @@ func (s *Server) dispatch(m methods) http.HandlerFunc {
 	}
 }
 
-// only serves h for one method on any path.
-func only(method string, h http.HandlerFunc) http.Handler {
+// onlyMethod serves h for one method on any path.
+func onlyMethod(method string, h http.HandlerFunc) http.Handler {
 	return methodOnly{method, h}
 }
 
