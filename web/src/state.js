@@ -1,37 +1,11 @@
-// The app's shared state and services, provided once by main.js.
+// Where the app is: the hand-written router's state.
 import { reactive } from 'vue'
-import { createApi } from './lib/api.js'
-import { createAuth } from './lib/auth.js'
-import { readConfig } from './lib/config.js'
 import { matchRoute } from './lib/router.js'
 
-export const config = readConfig(import.meta.env)
-export const auth = createAuth(config)
-export const api = createApi({ origin: config.apiOrigin, getToken: (force) => auth.token(force) })
-
 export const state = reactive({
-  authReady: false,
-  fbUser: null, // {uid, email, emailVerified, providers}
-  user: null, // GET /api/user
   route: matchRoute(location.pathname),
   search: location.search,
 })
-
-export function snapshotFbUser(u) {
-  if (!u) return null
-  return {
-    uid: u.uid,
-    email: u.email,
-    emailVerified: u.emailVerified,
-    providers: (u.providerData || []).map((p) => p.providerId),
-  }
-}
-
-/** Loads the account from the API; the caller shows a failure. */
-export async function refreshUser() {
-  state.user = await api.user()
-  return state.user
-}
 
 export function navigate(to, { replace = false } = {}) {
   const url = new URL(to, location.origin)
