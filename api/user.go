@@ -123,6 +123,7 @@ type userJSON struct {
 	Email        string            `json:"email"`
 	Plan         string            `json:"plan"`
 	Credits      int64             `json:"credits"`
+	Debt         int64             `json:"debt"`
 	Subscription *subscriptionJSON `json:"subscription"`
 	NextGrantAt  *time.Time        `json:"nextGrantAt"`
 	Grants       []grantJSON       `json:"grants"`
@@ -153,7 +154,7 @@ type grantJSON struct {
 func UserJSON(a *billing.Account, now time.Time) any { return toUserJSON(a, now) }
 
 func toUserJSON(a *billing.Account, now time.Time) userJSON {
-	u := userJSON{UID: a.UID, Email: a.Email, Plan: a.Plan, Credits: a.Balance(now),
+	u := userJSON{UID: a.UID, Email: a.Email, Plan: a.Plan, Credits: a.Balance(now), Debt: a.Debt,
 		NextGrantAt: timeOrNil(a.NextGrantAt), Grants: []grantJSON{}}
 	if a.FreeAwaitsVerifiedEmail {
 		reason := pendingVerifyEmail

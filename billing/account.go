@@ -31,6 +31,11 @@ type Grant struct {
 	Payment string `firestore:"payment,omitempty"`
 	// ClawedBack counts the credits taken back by refunds and disputes.
 	ClawedBack int64 `firestore:"clawedBack,omitempty"`
+	// Owed counts the credits that refunds and disputes took back from this
+	// grant beyond what remained of it: they became debt (Account.Debt).
+	Owed int64 `firestore:"owed,omitempty"`
+	// PaidDebt counts the credits of this grant that went to pay debt.
+	PaidDebt int64 `firestore:"paidDebt,omitempty"`
 	// Tiers are the plans a subscription period was paid for (period.go);
 	// empty for every other grant.
 	Tiers []Tier `firestore:"tiers,omitempty"`
@@ -94,7 +99,12 @@ type Account struct {
 	// Reversals by payment id: refunds and disputes seen, even before the
 	// grant they take back from arrives.
 	Reversals map[string]Reversal `firestore:"reversals"`
-	CreatedAt time.Time           `firestore:"createdAt"`
+	// Debt is the credits owed: what refunds and disputes took back beyond
+	// what remained of their grants, less what has been paid since. While it
+	// is above zero nothing is debited or leased, and credits that come in
+	// (a new grant, a lease given back) pay it first.
+	Debt      int64     `firestore:"debt"`
+	CreatedAt time.Time `firestore:"createdAt"`
 	// Leases are blocks of credits debited to function instances that spend
 	// them in memory (lease.go); they are not part of the balance.
 	Leases []Lease `firestore:"leases,omitempty"`
@@ -170,14 +180,15 @@ func (a *Account) Expire(now time.Time) {
 }
 
 // Debit takes n credits from the live grants, the first to expire first. It
-// returns ErrInsufficientCredits, taking nothing, when fewer than n remain,
-// and a CodeBadRequest error when n is not positive.
+// returns ErrInsufficientCredits, taking nothing, when fewer than n remain
+// or while the account is in debt, and a CodeBadRequest error when n is not
+// positive.
 func (a *Account) Debit(n int64, now time.Time) error {
 	if n <= 0 {
 		return Errorf(CodeBadRequest, "a debit must be positive, got %d", n)
 	}
 	a.Expire(now)
-	if a.Balance(now) < n {
+	if a.Debt > 0 || a.Balance(now) < n {
 		return ErrInsufficientCredits
 	}
 	sortByExpiry(a.Grants)
@@ -201,7 +212,8 @@ func (a *Account) Credit(id, source string, n int64, now time.Time, note string)
 
 // AddGrant adds g unless a grant with its id is already held, recording the
 // grant in the ledger. A refund or dispute seen before the grant is applied
-// to it at once. It reports whether the grant was added.
+// to it at once, then the grant pays what the account owes (Debt). It
+// reports whether the grant was added.
 func (a *Account) AddGrant(g Grant, now time.Time, note string) bool {
 	for _, h := range a.Grants {
 		if h.ID == g.ID {
@@ -218,15 +230,17 @@ func (a *Account) AddGrant(g Grant, now time.Time, note string) bool {
 	if g.Payment != "" {
 		a.applyReversal(g.Payment, now)
 	}
+	a.payDebt(now)
 	a.Credits = a.Balance(now)
 	return true
 }
 
 // Reverse records that money was refunded or disputed on a payment and takes
-// back, from the grant that payment bought, the same fraction of its credits
-// (no more than remain). refunded and disputed are cumulative amounts; a
-// figure lower than one already seen changes nothing. It returns the credits
-// taken back by this call.
+// back, from the grant that payment bought, the same fraction of its credits.
+// What that grant no longer holds becomes debt, which the account's other
+// live credits pay at once as far as they go. refunded and disputed are
+// cumulative amounts; a figure lower than one already seen changes nothing.
+// It returns the credits taken back from the grant by this call.
 func (a *Account) Reverse(payment string, charged, refunded, disputed int64, now time.Time) int64 {
 	if payment == "" || charged <= 0 {
 		return 0
@@ -241,42 +255,108 @@ func (a *Account) Reverse(payment string, charged, refunded, disputed int64, now
 	a.Reversals[payment] = r
 	a.Expire(now)
 	taken := a.applyReversal(payment, now)
+	a.payDebt(now)
 	a.Credits = a.Balance(now)
 	return taken
 }
 
+// applyReversal takes back from the grants that payment bought what the
+// reversals seen so far call for, and records as debt what they no longer
+// hold. Every figure is cumulative per grant, so applying it again, or after
+// another reversal of the same payment, converges.
 func (a *Account) applyReversal(payment string, now time.Time) int64 {
-	r, ok := a.Reversals[payment]
-	if !ok || r.Charged <= 0 {
+	if r, ok := a.Reversals[payment]; !ok || r.Charged <= 0 {
 		return 0
 	}
-	reversed := min(r.Refunded+r.Disputed, r.Charged)
 	var taken int64
 	for i := range a.Grants {
 		g := &a.Grants[i]
-		bought, clawedBack, ok := g.bought(payment)
-		if !ok {
+		if !g.paidBy(payment) || !g.Live(now) {
 			continue
 		}
-		// ceil(bought * reversed / charged): a partial refund never leaves a
-		// fractional credit behind in the customer's favour.
-		target := (bought*reversed + r.Charged - 1) / r.Charged
-		take := min(target-*clawedBack, g.Remaining)
-		if take <= 0 {
+		target, r := g.reversalTarget(a.Reversals)
+		need := target - g.ClawedBack - g.Owed
+		if need < 0 {
+			// A cheaper tier of the period came in after a reversal of a
+			// dearer one: the reversed payment bought less than was taken.
+			a.giveBack(g, -need, r, now)
 			continue
 		}
-		g.Remaining -= take
-		if clawedBack != &g.ClawedBack {
-			*clawedBack += take
+		if need == 0 {
+			continue
 		}
-		g.ClawedBack += take
-		taken += take
-		// One entry per grant, holding all that was taken back from it, so
-		// that partial refunds leave the same ledger in any order.
+		if take := min(need, g.Remaining); take > 0 {
+			g.Remaining -= take
+			g.ClawedBack += take
+			taken += take
+			need -= take
+			// One entry per grant, holding all that was taken back from it,
+			// so that partial refunds leave the same ledger in any order.
+			a.record(Entry{ID: "clawback-" + g.ID, Kind: EntryClawback, Source: g.Source,
+				Credits: -g.ClawedBack, GrantID: g.ID, At: now, Note: reversalWords(r)})
+		}
+		// Credits of the grant out on a lease are settled later (SettleLease
+		// applies the reversal again); the rest was spent: it is owed, with
+		// one cumulative entry per grant.
+		if need -= min(need, a.leasedFrom(g.ID)); need > 0 {
+			g.Owed += need
+			a.Debt += need
+			a.record(Entry{ID: "debt-" + g.ID, Kind: EntryDebt, Source: g.Source, Credits: -g.Owed, GrantID: g.ID,
+				At: now, Note: fmt.Sprintf("Owed: %d credits already spent. %s", g.Owed, reversalWords(r))})
+		}
+	}
+	return taken
+}
+
+// giveBack undoes n credits of what reversals took from g: first what was
+// owed, then what was taken back.
+func (a *Account) giveBack(g *Grant, n int64, r Reversal, now time.Time) {
+	if owed := min(n, g.Owed); owed > 0 {
+		g.Owed -= owed
+		a.Debt -= min(owed, a.Debt)
+		n -= owed
+		a.record(Entry{ID: "debt-" + g.ID, Kind: EntryDebt, Source: g.Source, Credits: -g.Owed, GrantID: g.ID,
+			At: now, Note: fmt.Sprintf("Owed: %d credits already spent. %s", g.Owed, reversalWords(r))})
+	}
+	if back := min(n, g.ClawedBack); back > 0 {
+		g.ClawedBack -= back
+		g.Remaining += back
 		a.record(Entry{ID: "clawback-" + g.ID, Kind: EntryClawback, Source: g.Source,
 			Credits: -g.ClawedBack, GrantID: g.ID, At: now, Note: reversalWords(r)})
 	}
-	return taken
+}
+
+// leasedFrom is how many credits of grant id are out on leases.
+func (a *Account) leasedFrom(id string) int64 {
+	var n int64
+	for _, l := range a.Leases {
+		n += l.Taken[id]
+	}
+	return n
+}
+
+// payDebt pays what the account owes from its live credits, the first to
+// expire first, with one cumulative ledger entry per paying grant.
+func (a *Account) payDebt(now time.Time) {
+	if a.Debt <= 0 {
+		return
+	}
+	sortByExpiry(a.Grants)
+	for i := range a.Grants {
+		g := &a.Grants[i]
+		pay := min(a.Debt, g.Remaining)
+		if pay <= 0 || !g.Live(now) {
+			continue
+		}
+		g.Remaining -= pay
+		g.PaidDebt += pay
+		a.Debt -= pay
+		a.record(Entry{ID: "debtpaid-" + g.ID, Kind: EntryDebtPaid, Source: g.Source, Credits: -g.PaidDebt,
+			GrantID: g.ID, At: now, Note: fmt.Sprintf("%s credits paid towards debt", sourceWords(g.Source))})
+		if a.Debt == 0 {
+			return
+		}
+	}
 }
 
 func (a *Account) record(e Entry) { a.entries = append(a.entries, e) }

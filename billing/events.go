@@ -67,14 +67,17 @@ type Event struct {
 	// account.
 	CustomerID string
 	UID        string
-	// Change is what the event does: one of CheckoutCompleted, InvoicePaid,
-	// InvoiceFailed, SubscriptionChanged or PaymentReversed; nil for an
-	// event Paymeter ignores.
+	// Change is what the event does: one of CheckoutCompleted,
+	// CheckoutPaymentFailed, InvoicePaid, InvoiceFailed, SubscriptionChanged
+	// or PaymentReversed; nil for an event Paymeter ignores.
 	Change any
 }
 
-// CheckoutCompleted is a paid checkout: a one-off purchase (Kind
-// PriceInstant), or the start of a subscription (PriceMonthly).
+// CheckoutCompleted is a completed checkout: a one-off purchase (Kind
+// PriceInstant), or the start of a subscription (PriceMonthly). A payment
+// that settles later (a bank debit) completes unpaid; the same session then
+// arrives again paid when the money is in (Stripe's
+// checkout.session.async_payment_succeeded), and grants then, once.
 type CheckoutCompleted struct {
 	SessionID      string
 	Kind           string
@@ -83,6 +86,16 @@ type CheckoutCompleted struct {
 	Payment        string // the payment intent of a one-off purchase
 	Paid           bool   // the money is in (not an asynchronous payment still pending)
 	Created        time.Time
+}
+
+// CheckoutPaymentFailed is a checkout whose delayed payment failed
+// (Stripe's checkout.session.async_payment_failed): nothing is granted, and
+// the ledger says so.
+type CheckoutPaymentFailed struct {
+	SessionID string
+	Kind      string
+	Plan      string
+	Created   time.Time
 }
 
 // InvoicePaid is a paid subscription invoice: the first, a renewal, or a
@@ -139,6 +152,8 @@ func (a *Account) Apply(e Event, c Catalog, now time.Time) error {
 	switch ch := e.Change.(type) {
 	case CheckoutCompleted:
 		err = a.CompleteCheckout(ch, c, now)
+	case CheckoutPaymentFailed:
+		err = a.FailCheckout(ch, c)
 	case InvoicePaid:
 		err = a.PayInvoice(ch, c, now)
 	case InvoiceFailed:
@@ -176,6 +191,23 @@ func (a *Account) CompleteCheckout(e CheckoutCompleted, c Catalog, now time.Time
 		}
 		a.observe(Subscription{ID: e.SubscriptionID, Plan: p.Name, Status: status, UpdatedAt: e.Created}, c, now)
 	}
+	return nil
+}
+
+// FailCheckout records in the ledger that a checkout's delayed payment
+// failed. It grants nothing and takes nothing: a checkout grants only once
+// paid.
+func (a *Account) FailCheckout(e CheckoutPaymentFailed, c Catalog) error {
+	p, err := c.PaidPlan(e.Plan)
+	if err != nil {
+		return fmt.Errorf("checkout %s: %w", e.SessionID, err)
+	}
+	what := fmt.Sprintf("%s credits bought once", p.Name)
+	if e.Kind == PriceMonthly {
+		what = fmt.Sprintf("%s subscription", p.Name)
+	}
+	a.record(Entry{ID: "payment-failed-" + e.SessionID, Kind: EntryNote, Credits: 0, At: e.Created,
+		Note: fmt.Sprintf("Payment failed: %s not granted", what)})
 	return nil
 }
 

@@ -29,8 +29,8 @@ func (l Lease) Expired(now time.Time) bool { return !now.Before(l.ExpiresAt) }
 // TakeLease debits up to n credits (never more than the balance) from the
 // live grants, the first to expire first, as the lease id held by owner
 // until now+ttl, or until the first of its grants expires if sooner. It
-// returns ErrInsufficientCredits, taking nothing, when the balance is zero,
-// a CodeBadRequest error when n or ttl is not positive and a CodeConflict
+// returns ErrInsufficientCredits, taking nothing, when the balance is zero
+// or the account is in debt, a CodeBadRequest error when n or ttl is not positive and a CodeConflict
 // error when id is already leased.
 func (a *Account) TakeLease(id, owner string, n int64, ttl time.Duration, now time.Time) (Lease, error) {
 	if n <= 0 || ttl <= 0 {
@@ -40,6 +40,9 @@ func (a *Account) TakeLease(id, owner string, n int64, ttl time.Duration, now ti
 		return Lease{}, Errorf(CodeConflict, "lease %s is already held", id)
 	}
 	a.Expire(now)
+	if a.Debt > 0 {
+		return Lease{}, ErrInsufficientCredits
+	}
 	n = min(n, a.Balance(now))
 	if n == 0 {
 		return Lease{}, ErrInsufficientCredits
@@ -69,7 +72,8 @@ func (a *Account) TakeLease(id, owner string, n int64, ttl time.Duration, now ti
 }
 
 // SettleLease ends lease id, of which used credits were spent: the unused
-// rest goes back to the grants it came from, the latest to expire first. A
+// rest goes back to the grants it came from, the latest to expire first, and
+// pays what the account owes, if anything. A
 // share whose grant has expired meanwhile expires now, with its ledger
 // entry. used is capped to the lease's amount. It returns the credits given
 // back to the balance and ErrNotFound for a lease the account does not hold
@@ -105,6 +109,15 @@ func (a *Account) SettleLease(id string, used int64, now time.Time) (int64, erro
 			return shares[i].id < shares[j].id
 		}
 	})
+	// The lease ends first, so that a refund seen while its credits were out
+	// counts them as spent or given back, not as out (applyReversal).
+	kept := a.Leases[:0]
+	for _, h := range a.Leases {
+		if h.ID != id {
+			kept = append(kept, h)
+		}
+	}
+	a.Leases = kept
 	var back int64
 	for _, s := range shares {
 		spent := min(used, s.amount)
@@ -116,9 +129,6 @@ func (a *Account) SettleLease(id string, used int64, now time.Time) (int64, erro
 		if s.grant != nil && s.grant.Live(now) {
 			s.grant.Remaining += unused
 			back += unused
-			if s.grant.Payment != "" {
-				a.applyReversal(s.grant.Payment, now) // a refund seen while the credits were out
-			}
 			continue
 		}
 		source, at := l.Sources[s.id], now
@@ -128,14 +138,15 @@ func (a *Account) SettleLease(id string, used int64, now time.Time) (int64, erro
 		a.record(Entry{ID: fmt.Sprintf("expiry-%s-%s", s.id, l.ID), Kind: EntryExpiry, Source: source, Credits: -unused,
 			GrantID: s.id, At: at, Note: fmt.Sprintf("%s credits expired", sourceWords(source))})
 	}
-	kept := a.Leases[:0]
-	for _, h := range a.Leases {
-		if h.ID != id {
-			kept = append(kept, h)
+	// A refund or dispute seen while the credits were out takes back what
+	// came back, and records as debt what was spent.
+	for _, s := range shares {
+		if s.grant != nil && s.grant.Payment != "" {
+			a.applyReversal(s.grant.Payment, now)
 		}
 	}
-	a.Leases = kept
 	a.settled = append(a.settled, id)
+	a.payDebt(now)
 	a.Expire(now)
 	return back, nil
 }

@@ -13,6 +13,13 @@ const (
 	EntryGrant    = "grant"
 	EntryExpiry   = "expiry"
 	EntryClawback = "clawback"
+	// EntryDebt holds what refunds and disputes took back from a grant
+	// beyond what remained of it; EntryDebtPaid what a grant paid of debt.
+	EntryDebt     = "debt"
+	EntryDebtPaid = "debt_paid"
+	// EntryNote changes no credits: it tells the user of something that
+	// granted nothing, such as a failed payment.
+	EntryNote = "note"
 )
 
 // Entry is one line of an account's ledger. Its ID is derived from what it

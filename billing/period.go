@@ -29,9 +29,8 @@ type Tier struct {
 	// Payment is what paid for the tier (a payment intent, or the invoice
 	// when no money moved), so that a refund or dispute finds it; Paid is
 	// how much, to choose between two invoices of one plan.
-	Payment    string `firestore:"payment" json:"payment"`
-	Paid       int64  `firestore:"paid" json:"paid"`
-	ClawedBack int64  `firestore:"clawedBack,omitempty" json:"clawedBack,omitempty"`
+	Payment string `firestore:"payment" json:"payment"`
+	Paid    int64  `firestore:"paid" json:"paid"`
 }
 
 // PeriodGrantID is the id of the grant of the subscription's period that
@@ -51,7 +50,7 @@ func PeriodGrantID(subscription string, end time.Time) string {
 // deliveries. It leaves a line of no credits in the ledger instead.
 func (a *Account) grantPeriod(id string, t Tier, created, end time.Time, now time.Time) {
 	if !now.Before(end) {
-		a.record(Entry{ID: "late-" + id + "-" + t.Plan, Kind: EntryGrant, Source: SourceSubscription, GrantID: id, At: end,
+		a.record(Entry{ID: "late-" + id + "-" + t.Plan, Kind: EntryNote, Source: SourceSubscription, GrantID: id, At: end,
 			Note: fmt.Sprintf("%s subscription invoice paid after its period ended on %s: nothing to grant", t.Plan, end.UTC().Format("2 Jan 2006"))})
 		return
 	}
@@ -93,7 +92,6 @@ func (g *Grant) addTier(t Tier) bool {
 		if t.Paid < have.Paid || (t.Paid == have.Paid && t.Payment >= have.Payment) {
 			return false
 		}
-		t.ClawedBack = have.ClawedBack
 		g.Tiers[i] = t
 		return true
 	}
@@ -107,23 +105,48 @@ func (g *Grant) addTier(t Tier) bool {
 	return true
 }
 
-// bought returns the credits of g that payment bought, and where the
-// credits taken back from them are counted; ok is false if payment bought
-// none of g. A tier bought what its plan adds to the tiers below it.
-func (g *Grant) bought(payment string) (credits int64, clawedBack *int64, ok bool) {
+// paidBy reports whether payment bought any of g.
+func (g *Grant) paidBy(payment string) bool {
 	if payment == "" {
-		return 0, nil, false
+		return false
 	}
 	if len(g.Tiers) == 0 {
-		return g.Amount, &g.ClawedBack, g.Payment == payment
+		return g.Payment == payment
+	}
+	for _, t := range g.Tiers {
+		if t.Payment == payment {
+			return true
+		}
+	}
+	return false
+}
+
+// reversalTarget is how many credits of g the reversals seen call to take
+// back: of each payment that bought part of it, the reversed fraction
+// (rounded up, so a partial refund never leaves a fractional credit in the
+// customer's favour) of what it bought. A tier bought what its plan adds
+// to the tiers below it. It is a function of the tiers and reversals held,
+// not of the order they came in. r is the reversal whose words the ledger
+// shows: that of the dearest reversed tier.
+func (g *Grant) reversalTarget(reversals map[string]Reversal) (target int64, r Reversal) {
+	share := func(bought int64, rv Reversal) int64 {
+		if rv.Charged <= 0 {
+			return 0
+		}
+		reversed := min(rv.Refunded+rv.Disputed, rv.Charged)
+		return (bought*reversed + rv.Charged - 1) / rv.Charged
+	}
+	if len(g.Tiers) == 0 {
+		r = reversals[g.Payment]
+		return share(g.Amount, r), r
 	}
 	var below int64
-	for i := range g.Tiers {
-		t := &g.Tiers[i]
-		if t.Payment == payment {
-			return max(t.Credits-below, 0), &t.ClawedBack, true
+	for _, t := range g.Tiers {
+		if rv, ok := reversals[t.Payment]; ok && rv.Charged > 0 {
+			target += share(max(t.Credits-below, 0), rv)
+			r = rv
 		}
 		below = max(below, t.Credits)
 	}
-	return 0, nil, false
+	return target, r
 }

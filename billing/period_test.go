@@ -58,3 +58,80 @@ func TestPeriodGrantIsWorthItsDearestPlan(t *testing.T) {
 		})
 	}
 }
+
+// permutations calls fn with every order of evs.
+func permutations(evs []billing.Event, fn func([]billing.Event)) {
+	var rec func(k int)
+	rec = func(k int) {
+		if k == len(evs) {
+			fn(append([]billing.Event(nil), evs...))
+			return
+		}
+		for i := k; i < len(evs); i++ {
+			evs[k], evs[i] = evs[i], evs[k]
+			rec(k + 1)
+			evs[k], evs[i] = evs[i], evs[k]
+		}
+	}
+	rec(0)
+}
+
+// A period's tiers and the refunds and disputes of their payments leave the
+// same grant, debt and ledger in every one of their 120 orders: a dispute
+// of the upgrade takes back what the upgrade added, also when it arrives
+// before the cheaper tier it was added to.
+func TestPeriodReversalsAreTheSameInEveryOrder(t *testing.T) {
+	c := billing.DefaultCatalog()
+	end := t0.AddDate(0, 1, 0)
+	now := t0.Add(72 * time.Hour)
+	evs := []billing.Event{
+		paidInvoice("in_1", "Basic", "pi_1", 500, t0, end, t0),
+		paidInvoice("in_2", "Power", "pi_2", 4350, t0.Add(24*time.Hour), end, t0.Add(24*time.Hour)),
+		paidInvoice("in_3", "Basic", "in_3", 0, t0.Add(48*time.Hour), end, t0.Add(48*time.Hour)),
+		{ID: "r1", Change: billing.PaymentReversed{Payment: "pi_1", Charged: 500, Refunded: 185}},
+		{ID: "d2", Change: billing.PaymentReversed{Payment: "pi_2", Charged: 4350, Disputed: 4350}},
+	}
+	type result struct {
+		Balance, Debt int64
+		Ledger        map[string]string
+	}
+	var want *result
+	n := 0
+	permutations(evs, func(order []billing.Event) {
+		n++
+		a := billing.NewAccount("u1", "", c.Free(), t0)
+		got := result{Ledger: map[string]string{}}
+		for _, e := range order {
+			if err := a.Apply(e, c, now); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, e := range a.Entries() { // later writes of an entry replace earlier ones, as in the store
+			got.Ledger[e.ID] = fmt.Sprintf("%+d %s", e.Credits, e.Note)
+		}
+		got.Balance, got.Debt = a.Balance(now), a.Debt
+		if want == nil {
+			want = &got
+			// 1,000 bought by Basic, 37% refunded: 370 back; the dispute
+			// takes all 99,000 the upgrade added.
+			if got.Balance != 50+1000-370 || got.Debt != 0 {
+				t.Fatalf("balance %d debt %d, want %d and 0", got.Balance, got.Debt, 50+1000-370)
+			}
+			return
+		}
+		if fmt.Sprint(got) != fmt.Sprint(*want) {
+			t.Fatalf("order %v:\n got %+v\nwant %+v", ids(order), got, *want)
+		}
+	})
+	if n != 120 {
+		t.Fatalf("%d orders, want 120", n)
+	}
+}
+
+func ids(evs []billing.Event) []string {
+	var out []string
+	for _, e := range evs {
+		out = append(out, e.ID)
+	}
+	return out
+}

@@ -305,8 +305,10 @@ func month(t int64) int64 { return time.Unix(t, 0).UTC().AddDate(0, 1, 0).Unix()
 func (s *Stripe) planPrice(sub *subscription) price { return sub.Items.Data[0].Price }
 
 // complete pays an open session: a charge for a one-off purchase; a
-// subscription with its first paid invoice otherwise.
-func (s *Stripe) complete(id string) ([]*delivery, error) {
+// subscription with its first paid invoice otherwise. With delayed, a
+// one-off purchase completes unpaid, as a bank debit does: its payment
+// succeeds or fails later (settleDelayed).
+func (s *Stripe) complete(id string, delayed bool) ([]*delivery, error) {
 	cs, ok := s.sessions[id]
 	if !ok {
 		return nil, errNotFound("checkout session", id)
@@ -315,6 +317,15 @@ func (s *Stripe) complete(id string) ([]*delivery, error) {
 		return nil, errConflict("checkout session %s is %s", id, cs.Status)
 	}
 	now := s.now().Unix()
+	if delayed {
+		if cs.Mode != "payment" {
+			return nil, errConflict("the stand-in takes a delayed payment for one-off purchases only")
+		}
+		pi := s.newID("pi")
+		cs.PaymentIntent = &pi
+		cs.Status, cs.PaymentStatus, cs.awaiting = "complete", "unpaid", true
+		return []*delivery{s.emit(stripe.EventTypeCheckoutSessionCompleted, cs.ID, cs, now)}, nil
+	}
 	cs.Status, cs.PaymentStatus = "complete", "paid"
 	if cs.Mode == "payment" {
 		pi := s.newID("pi")
@@ -336,6 +347,27 @@ func (s *Stripe) complete(id string) ([]*delivery, error) {
 		s.emit(stripe.EventTypeCheckoutSessionCompleted, cs.ID, cs, now),
 		s.emit(stripe.EventTypeInvoicePaid, inv.ID, inv, now),
 	}, nil
+}
+
+// settleDelayed ends the delayed payment of a session that completed
+// unpaid: it succeeds (a charge; the session is paid) or fails (the
+// session stays unpaid), with the event Stripe sends for each.
+func (s *Stripe) settleDelayed(id string, succeeded bool) ([]*delivery, error) {
+	cs, ok := s.sessions[id]
+	if !ok {
+		return nil, errNotFound("checkout session", id)
+	}
+	if !cs.awaiting {
+		return nil, errConflict("checkout session %s has no delayed payment pending", id)
+	}
+	now := s.now().Unix()
+	cs.awaiting = false
+	if !succeeded {
+		return []*delivery{s.emit(stripe.EventTypeCheckoutSessionAsyncPaymentFailed, cs.ID, cs, now)}, nil
+	}
+	cs.PaymentStatus = "paid"
+	s.newCharge(cs.Customer, *cs.PaymentIntent, nil, cs.AmountTotal, cs.Currency, cs.Metadata, now)
+	return []*delivery{s.emit(stripe.EventTypeCheckoutSessionAsyncPaymentSucceeded, cs.ID, cs, now)}, nil
 }
 
 // line is an invoice line for p's plan over [start, end); a proration line

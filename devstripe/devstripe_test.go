@@ -386,3 +386,70 @@ func TestSubscriptionCheckoutExpiresTheOtherOpenSessions(t *testing.T) {
 		t.Errorf("%d subscriptions, want 1", len(subs))
 	}
 }
+
+// TestDelayedPaymentSucceedsOrFailsLater: a one-off purchase paid by bank
+// debit completes unpaid (no charge yet), then its payment succeeds (a
+// charge, checkout.session.async_payment_succeeded, paid) or fails
+// (checkout.session.async_payment_failed, no charge), once; the checkout
+// page offers it and then the two outcomes.
+func TestDelayedPaymentSucceedsOrFailsLater(t *testing.T) {
+	s, routes, h, _ := setup(t, 0)
+	ok := checkout(t, s, billing.PriceInstant)
+	if _, page := call(t, routes, "GET", "/dev/checkout/"+ok.SessionID, ""); !strings.Contains(page, `id="pay-delayed"`) {
+		t.Errorf("the checkout page offers no delayed payment:\n%s", page)
+	}
+	if code, out := call(t, routes, "POST", "/dev/checkout/"+ok.SessionID+"/complete", `{"payment":"delayed"}`); code != 200 {
+		t.Fatalf("complete delayed: %d %s", code, out)
+	}
+	if len(state(t, routes)["charges"]) != 0 {
+		t.Errorf("a charge before the delayed payment succeeded")
+	}
+	if _, page := call(t, routes, "GET", "/dev/checkout/"+ok.SessionID, ""); !strings.Contains(page, `id="debit-succeeds"`) || !strings.Contains(page, `id="debit-fails"`) {
+		t.Errorf("the page of a processing debit offers no outcome:\n%s", page)
+	}
+	if code, out := call(t, routes, "POST", "/dev/checkout/"+ok.SessionID+"/succeed", ""); code != 200 {
+		t.Fatalf("succeed: %d %s", code, out)
+	}
+	for _, again := range []string{"succeed", "fail", "complete"} {
+		if code, _ := call(t, routes, "POST", "/dev/checkout/"+ok.SessionID+"/"+again, ""); code != 409 {
+			t.Errorf("%s after success: %d, want 409", again, code)
+		}
+	}
+
+	bad := checkout(t, s, billing.PriceInstant)
+	call(t, routes, "POST", "/dev/checkout/"+bad.SessionID+"/complete", "payment=delayed")
+	if code, out := call(t, routes, "POST", "/dev/checkout/"+bad.SessionID+"/fail", `{}`); code != 200 {
+		t.Fatalf("fail: %d %s", code, out)
+	}
+	sub := checkout(t, s, billing.PriceMonthly)
+	if code, _ := call(t, routes, "POST", "/dev/checkout/"+sub.SessionID+"/complete", `{"payment":"delayed"}`); code != 409 {
+		t.Errorf("a delayed subscription payment: %d, want 409", code)
+	}
+	if code, _ := call(t, routes, "POST", "/dev/checkout/"+sub.SessionID+"/complete", `{"payment":"cash"}`); code != 400 {
+		t.Errorf("an unknown payment kind: %d, want 400", code)
+	}
+	if code, _ := call(t, routes, "POST", "/dev/checkout/cs_nope/succeed", ""); code != 404 {
+		t.Errorf("unknown session: %d", code)
+	}
+
+	evs := h.got()
+	var types []string
+	for _, ev := range evs {
+		types = append(types, ev.Type)
+	}
+	want := "checkout.session.completed checkout.session.async_payment_succeeded checkout.session.completed checkout.session.async_payment_failed"
+	if strings.Join(types, " ") != want {
+		t.Fatalf("events:\n got %s\nwant %s", strings.Join(types, " "), want)
+	}
+	unpaid, paid := evs[0].Change.(billing.CheckoutCompleted), evs[1].Change.(billing.CheckoutCompleted)
+	if unpaid.Paid || !paid.Paid || unpaid.SessionID != ok.SessionID || paid.SessionID != ok.SessionID ||
+		paid.Payment == "" || paid.Payment != unpaid.Payment || evs[1].UID != "u1" || evs[1].CustomerID == "" {
+		t.Errorf("completed %+v, then succeeded %+v", unpaid, paid)
+	}
+	if charges := state(t, routes)["charges"]; len(charges) != 1 || charges[0]["payment_intent"] != paid.Payment || charges[0]["amount"] != float64(500) {
+		t.Errorf("charges after one success and one failure: %v", charges)
+	}
+	if f, _ := evs[3].Change.(billing.CheckoutPaymentFailed); f.SessionID != bad.SessionID || f.Plan != "Basic" || evs[3].UID != "u1" {
+		t.Errorf("failed: %+v", evs[3].Change)
+	}
+}

@@ -72,8 +72,13 @@ type session struct {
 	ExpiresAt         int64             `json:"expires_at"`
 	Livemode          bool              `json:"livemode"`
 
-	price price // what it sells; not serialised
+	price    price // what it sells; not serialised
+	awaiting bool  // completed unpaid, its delayed payment not yet settled
 }
+
+// Awaiting reports whether the session completed unpaid and its delayed
+// payment has neither succeeded nor failed yet (for the checkout page).
+func (cs session) Awaiting() bool { return cs.awaiting }
 
 type subscriptionItem struct {
 	ID           string `json:"id"`

@@ -28,9 +28,22 @@ func (s *Stripe) Routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /dev/checkout/{id}", s.checkoutPage)
 	mux.HandleFunc("POST /dev/checkout/{id}/complete", s.act(func(r *http.Request, in actionInput) (string, []*delivery, error) {
-		ds, err := s.complete(r.PathValue("id"))
+		if in.Payment != "" && in.Payment != "delayed" {
+			return "", nil, billing.Errorf(billing.CodeBadRequest, `payment is "delayed" or absent`)
+		}
+		ds, err := s.complete(r.PathValue("id"), in.Payment == "delayed")
 		return s.sessions[r.PathValue("id")].successURL(), ds, err
 	}))
+	for _, outcome := range []string{"succeed", "fail"} {
+		mux.HandleFunc("POST /dev/checkout/{id}/"+outcome, s.act(func(r *http.Request, in actionInput) (string, []*delivery, error) {
+			ds, err := s.settleDelayed(r.PathValue("id"), outcome == "succeed")
+			cs := s.sessions[r.PathValue("id")]
+			if outcome == "fail" && cs != nil {
+				return cs.CancelURL, ds, err
+			}
+			return cs.successURL(), ds, err
+		}))
+	}
 	mux.HandleFunc("POST /dev/subscriptions/{id}/renew", s.act(s.onSubscription(func(sub *subscription, _ actionInput, at int64) ([]*delivery, error) {
 		if ended(sub) {
 			return nil, errConflict("subscription %s has ended", sub.ID)
@@ -93,7 +106,8 @@ type actionInput struct {
 	Plan        string `json:"plan"`
 	AtPeriodEnd bool   `json:"atPeriodEnd"`
 	Amount      int64  `json:"amount"`
-	Return      string `json:"-"` // where a form goes back to
+	Payment     string `json:"payment"` // "delayed": complete a checkout unpaid, as a bank debit does
+	Return      string `json:"-"`       // where a form goes back to
 	form        bool
 }
 
@@ -108,6 +122,7 @@ func readInput(r *http.Request) (actionInput, error) {
 		in.Plan = r.PostForm.Get("plan")
 		in.AtPeriodEnd = r.PostForm.Get("atPeriodEnd") == "true"
 		in.Amount, _ = strconv.ParseInt(r.PostForm.Get("amount"), 10, 64)
+		in.Payment = r.PostForm.Get("payment")
 		in.Return = r.PostForm.Get("return")
 		return in, nil
 	}
@@ -276,9 +291,18 @@ button.secondary{background:#fff;color:#635bff}form{display:inline}section{borde
 <form method="post" action="/dev/checkout/{{.ID}}/complete">
 <button id="pay" type="submit" aria-label="Pay {{money .AmountTotal .Currency}}">Pay {{money .AmountTotal .Currency}}</button>
 </form>
+{{if eq .Mode "payment"}}<form method="post" action="/dev/checkout/{{.ID}}/complete"><input type="hidden" name="payment" value="delayed"><input type="hidden" name="return" value="/dev/checkout/{{.ID}}">
+<button id="pay-delayed" class="secondary" type="submit" aria-label="Pay by bank debit, settled later">Pay by bank debit (settles later)</button>
+</form>{{end}}
 <form method="get" action="{{.CancelURL}}">
 <button id="cancel" class="secondary" type="submit" aria-label="Cancel and return to Paymeter">Cancel</button>
 </form>
+{{else if .Awaiting}}
+<p role="status">The bank debit is processing: no credits until it succeeds.</p>
+<form method="post" action="/dev/checkout/{{.ID}}/succeed">
+<button id="debit-succeeds" type="submit" aria-label="The bank debit succeeds">Debit succeeds</button></form>
+<form method="post" action="/dev/checkout/{{.ID}}/fail">
+<button id="debit-fails" class="secondary" type="submit" aria-label="The bank debit fails">Debit fails</button></form>
 {{else}}
 <p role="status">This checkout is {{.Status}}.</p>
 <p><a href="{{.SuccessURL}}">Return to Paymeter</a></p>

@@ -123,8 +123,10 @@ func changeFits(typ string, change any) bool {
 	}
 	var ok bool
 	switch typ {
-	case payments.EventCheckoutCompleted:
+	case payments.EventCheckoutCompleted, payments.EventCheckoutAsyncSucceeded:
 		_, ok = change.(billing.CheckoutCompleted)
+	case payments.EventCheckoutAsyncFailed:
+		_, ok = change.(billing.CheckoutPaymentFailed)
 	case payments.EventInvoicePaid:
 		_, ok = change.(billing.InvoicePaid)
 	case payments.EventInvoiceFailed:

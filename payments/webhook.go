@@ -17,13 +17,17 @@ const Tolerance = 300 * time.Second
 
 // Event types the webhook applies; any other is answered 200 and ignored.
 const (
-	EventCheckoutCompleted   = "checkout.session.completed"
-	EventInvoicePaid         = "invoice.paid"
-	EventInvoiceFailed       = "invoice.payment_failed"
-	EventSubscriptionUpdated = "customer.subscription.updated"
-	EventSubscriptionDeleted = "customer.subscription.deleted"
-	EventChargeRefunded      = "charge.refunded"
-	EventDisputeCreated      = "charge.dispute.created"
+	EventCheckoutCompleted = "checkout.session.completed"
+	// A delayed payment (a bank debit) that completed the session unpaid
+	// has succeeded or failed.
+	EventCheckoutAsyncSucceeded = "checkout.session.async_payment_succeeded"
+	EventCheckoutAsyncFailed    = "checkout.session.async_payment_failed"
+	EventInvoicePaid            = "invoice.paid"
+	EventInvoiceFailed          = "invoice.payment_failed"
+	EventSubscriptionUpdated    = "customer.subscription.updated"
+	EventSubscriptionDeleted    = "customer.subscription.deleted"
+	EventChargeRefunded         = "charge.refunded"
+	EventDisputeCreated         = "charge.dispute.created"
 )
 
 // Webhook verifies Stripe-Signature headers and decodes Stripe events into
@@ -67,7 +71,7 @@ func Decode(ev stripe.Event) (billing.Event, error) {
 	}
 	raw := ev.Data.Raw
 	switch out.Type {
-	case EventCheckoutCompleted:
+	case EventCheckoutCompleted, EventCheckoutAsyncSucceeded, EventCheckoutAsyncFailed:
 		var cs stripe.CheckoutSession
 		if err := json.Unmarshal(raw, &cs); err != nil {
 			return out, fmt.Errorf("decode %s: %w", out.Type, err)
@@ -90,6 +94,13 @@ func Decode(ev stripe.Event) (billing.Event, error) {
 				ch.Payment = cs.PaymentIntent.ID
 			}
 		default:
+			return out, nil
+		}
+		switch out.Type {
+		case EventCheckoutAsyncSucceeded:
+			ch.Paid = true
+		case EventCheckoutAsyncFailed:
+			out.Change = billing.CheckoutPaymentFailed{SessionID: cs.ID, Kind: ch.Kind, Plan: ch.Plan, Created: out.Created}
 			return out, nil
 		}
 		out.Change = ch

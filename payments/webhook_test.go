@@ -1,7 +1,9 @@
 package payments_test
 
 import (
+	"encoding/json"
 	"errors"
+	"net/http"
 	"testing"
 	"time"
 
@@ -9,6 +11,7 @@ import (
 
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/payments"
+	"github.com/paymeter/paymeter/payments/stripemocktest"
 )
 
 const secret = "whsec_test"
@@ -68,5 +71,66 @@ func TestVerifyEventIgnoresOtherTypes(t *testing.T) {
 	ev, err := payments.NewWebhook(secret).VerifyEvent([]byte(p), sign(p, secret, time.Now()))
 	if err != nil || ev.Change != nil || ev.Type != "customer.created" {
 		t.Errorf("got %+v, %v", ev, err)
+	}
+}
+
+// stripeMockSession is stripe-mock's fixture of a Checkout Session (Stripe's
+// own example of the 2023-10-16 shape), as a JSON object.
+func stripeMockSession(t *testing.T) map[string]any {
+	t.Helper()
+	req, err := http.NewRequest("GET", stripemocktest.Start(t)+"/v1/checkout/sessions/cs_test_async", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth("sk_test_123", "")
+	req.Header.Set("Stripe-Version", "2023-10-16")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var cs map[string]any
+	if err := json.NewDecoder(res.Body).Decode(&cs); err != nil || res.StatusCode != 200 {
+		t.Fatalf("stripe-mock session: %d %v", res.StatusCode, err)
+	}
+	return cs
+}
+
+// TestVerifyEventDecodesDelayedPayments: a session of stripe-mock's fixture
+// shape, completed unpaid (a bank debit), then its delayed payment
+// succeeding or failing, decodes to: no grant yet, a paid checkout, a
+// failed one.
+func TestVerifyEventDecodesDelayedPayments(t *testing.T) {
+	cs := stripeMockSession(t)
+	cs["customer"], cs["status"], cs["mode"] = "cus_1", "complete", "payment"
+	cs["metadata"] = map[string]string{"uid": "u1", "plan": "Basic", "kind": "instant"}
+	pi, _ := cs["payment_intent"].(string)
+	w := payments.NewWebhook(secret)
+	decode := func(typ, paymentStatus string) billing.Event {
+		t.Helper()
+		cs["payment_status"] = paymentStatus
+		body, _ := json.Marshal(map[string]any{"id": "evt_" + typ, "object": "event", "api_version": "2023-10-16",
+			"created": 1764000000, "type": typ, "data": map[string]any{"object": cs}})
+		ev, err := w.VerifyEvent(body, sign(string(body), secret, time.Now()))
+		if err != nil {
+			t.Fatalf("%s: %v", typ, err)
+		}
+		if ev.CustomerID != "cus_1" || ev.UID != "u1" {
+			t.Errorf("%s: customer %q uid %q", typ, ev.CustomerID, ev.UID)
+		}
+		return ev
+	}
+	at := time.Unix(1764000000, 0).UTC()
+	want := billing.CheckoutCompleted{SessionID: "cs_test_async", Kind: billing.PriceInstant, Plan: "Basic", Payment: pi, Created: at}
+	if got := decode(payments.EventCheckoutCompleted, "unpaid").Change; got != want {
+		t.Errorf("completed unpaid:\n got %+v\nwant %+v", got, want)
+	}
+	want.Paid = true
+	if got := decode(payments.EventCheckoutAsyncSucceeded, "paid").Change; got != want {
+		t.Errorf("async payment succeeded:\n got %+v\nwant %+v", got, want)
+	}
+	failed := billing.CheckoutPaymentFailed{SessionID: "cs_test_async", Kind: billing.PriceInstant, Plan: "Basic", Created: at}
+	if got := decode(payments.EventCheckoutAsyncFailed, "unpaid").Change; got != failed {
+		t.Errorf("async payment failed:\n got %+v\nwant %+v", got, failed)
 	}
 }

@@ -134,7 +134,7 @@ export function describeSubscription(sub, opts = {}) {
 
 /**
  * A ledger entry in plain words: {when, text, sign}. The server's entries are
- * {id, kind: grant|expiry|clawback, source, credits (signed), grantId, at,
+ * {id, kind: grant|expiry|clawback|debt|debt_paid|note, source, credits (signed), grantId, at,
  * expiresAt, note}; older or other shapes (amount, type, createdAt, reason)
  * are read too.
  */
@@ -175,6 +175,19 @@ export function describeLedgerEntry(entry, opts = {}) {
       extra = ''
       break
     }
+    case 'debt':
+      // "Owed: 990 credits already spent. Taken back: payment refunded"
+      text = `${credits} owed (${from}): spent before the payment was taken back`
+      extra = note.replace(/^owed:[^.]*\.\s*/i, '')
+      break
+    case 'debt_paid':
+      text = `${credits} paid towards debt (${from})`
+      extra = ''
+      break
+    case 'note':
+      text = note || 'Note'
+      extra = ''
+      break
     case 'debit':
     case 'usage':
       text = `Used ${credits}`
@@ -186,7 +199,7 @@ export function describeLedgerEntry(entry, opts = {}) {
       text = `${kind ? kind.replace(/_/g, ' ') : 'Change'}: ${raw < 0 ? '-' : ''}${credits}`
   }
   if (extra) text += ` — ${extra}`
-  const negative = raw < 0 || ['expiry', 'expire', 'expired', 'clawback', 'refund', 'dispute', 'debit', 'usage'].includes(kind)
+  const negative = raw < 0 || ['expiry', 'expire', 'expired', 'clawback', 'refund', 'dispute', 'debit', 'usage', 'debt', 'debt_paid'].includes(kind)
   return { when, text, sign: negative ? '-' : '+' }
 }
 

@@ -104,6 +104,9 @@ describe('describeLedgerEntry', () => {
     [{ type: 'refund', source: 'top-up', amount: -7, createdAt: at }, '-', '7 credits taken back (one-off purchase): payment refunded'],
     [{ kind: 'grant', source: 'subscription', plan: 'Basic', amount: 1000, at }, '+', 'Received 1,000 credits (Basic subscription)'],
     [{ kind: 'adjustment', credits: 7, at, note: 'goodwill' }, '+', 'Added 7 credits (adjustment) — goodwill'],
+    [{ kind: 'debt', source: 'topup', credits: -990, at, note: 'Owed: 990 credits already spent. Taken back: payment refunded' }, '-', '990 credits owed (one-off purchase): spent before the payment was taken back — Taken back: payment refunded'],
+    [{ kind: 'debt_paid', source: 'free', credits: -50, at, note: 'Free credits paid towards debt' }, '-', '50 credits paid towards debt (free weekly allowance)'],
+    [{ kind: 'note', credits: 0, at, note: 'Payment failed: Basic credits bought once not granted' }, '+', 'Payment failed: Basic credits bought once not granted'],
     [{ kind: 'mystery_move', credits: -3, at }, '-', 'mystery move: -3 credits'],
   ])('%o', (entry, sign, text) => {
     const d = describeLedgerEntry(entry, utc)
