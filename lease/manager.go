@@ -105,10 +105,11 @@ var errNotRecorded = billing.Errorf(billing.CodeUnavailable, "try again shortly"
 
 // Manager serves billing.Meter from leases. It is safe for concurrent use.
 type Manager struct {
-	st    Store
-	cfg   Config
-	clock billing.Clock
-	log   *slog.Logger
+	st     Store
+	cfg    Config
+	blocks blockSizer
+	clock  billing.Clock
+	log    *slog.Logger
 
 	keyMu sync.Mutex
 	keys  map[string]keyEntry
@@ -183,8 +184,9 @@ func New(st Store, clock billing.Clock, cfg Config, log *slog.Logger) *Manager {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	m := &Manager{st: st, cfg: cfg.withDefaults(), clock: clock, log: log,
-		keys: map[string]keyEntry{}, accounts: map[string]*account{}, stop: make(chan struct{}), more: make(chan struct{}, 1)}
+	cfg = cfg.withDefaults()
+	m := &Manager{st: st, cfg: cfg, clock: clock, log: log, keys: map[string]keyEntry{}, accounts: map[string]*account{},
+		stop: make(chan struct{}), more: make(chan struct{}, 1), blocks: blockSizer{min: cfg.MinBlock, max: cfg.MaxBlock, ttl: cfg.TTL}}
 	m.janitor.Add(1)
 	go m.sweep()
 	return m
@@ -266,12 +268,7 @@ func (m *Manager) DebitKey(ctx context.Context, hash string, cost int64, now tim
 		}
 		t := &take{done: make(chan struct{})}
 		a.taking = t
-		want := max(a.block, cost)
-		if a.seen {
-			// Leave half the balance to the other instances, so that none
-			// answers 402 while another holds most of the credits.
-			want = min(want, max(cost, a.balance/2))
-		}
+		want := a.want(cost)
 		a.mu.Unlock()
 		// The take goes on if this caller gives up: the calls waiting on it
 		// still need the lease.

@@ -15,18 +15,7 @@ func (m *Manager) retire(a *account, h *held) {
 	if a.cur == h {
 		a.cur = nil
 	}
-	lasted := max(h.lastUse.Sub(h.lease.TakenAt), time.Millisecond)
-	switch {
-	case h.used*2 >= h.lease.Amount && h.lease.Amount >= a.block:
-		// Double while the recent rate would spend the block within half a
-		// lease lifetime: a fast key reaches its size in one step.
-		rate := float64(h.used) / lasted.Seconds()
-		for a.block < m.cfg.MaxBlock && rate*(m.cfg.TTL/2).Seconds() > float64(a.block) {
-			a.block = min(a.block*2, m.cfg.MaxBlock)
-		}
-	case h.used*2 < h.lease.Amount:
-		a.block = max(a.block/2, m.cfg.MinBlock)
-	}
+	a.block = m.blocks.next(a.block, h.lease.Amount, h.used, h.lastUse.Sub(h.lease.TakenAt))
 	m.returnIfDone(a, h)
 }
 
