@@ -158,6 +158,17 @@ type take struct {
 	err  error
 }
 
+// wait returns the take's error once it is done, or ctx's error as soon as
+// ctx is done.
+func (t *take) wait(ctx context.Context) error {
+	select {
+	case <-t.done:
+		return t.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // held is a lease on this instance.
 type held struct {
 	lease       billing.Lease
@@ -256,13 +267,8 @@ func (m *Manager) DebitKey(ctx context.Context, hash string, cost int64, now tim
 		}
 		if t := a.taking; t != nil {
 			a.mu.Unlock()
-			select {
-			case <-t.done:
-			case <-ctx.Done():
-				return 0, ctx.Err()
-			}
-			if t.err != nil {
-				return 0, t.err
+			if err := t.wait(ctx); err != nil {
+				return 0, err
 			}
 			continue
 		}
@@ -284,13 +290,8 @@ func (m *Manager) DebitKey(ctx context.Context, hash string, cost int64, now tim
 			t.err = m.takeLease(a, hash, want, now)
 			close(t.done)
 		}()
-		select {
-		case <-t.done:
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		}
-		if t.err != nil {
-			return 0, t.err
+		if err := t.wait(ctx); err != nil {
+			return 0, err
 		}
 	}
 }
