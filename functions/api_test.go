@@ -66,6 +66,13 @@ type harness struct {
 
 func newHarness(t *testing.T, env map[string]string) *harness {
 	t.Helper()
+	return newHarnessAuth(t, env, tokens{})
+}
+
+// newHarnessAuth is newHarness with auth verifying tokens, and the store
+// opening accounts as REQUIRE_VERIFIED_EMAIL in env asks, as wiring.go wires it.
+func newHarnessAuth(t *testing.T, env map[string]string, auth billing.TokenVerifier) *harness {
+	t.Helper()
 	emulator.Firestore(t)
 	client, err := firestore.NewClient(context.Background(), fmt.Sprintf("demo-api-%d", time.Now().UnixNano()))
 	if err != nil {
@@ -78,9 +85,10 @@ func newHarness(t *testing.T, env map[string]string) *harness {
 	}
 	cat := billing.DefaultCatalog()
 	st := store.New(client, cat.Free())
+	st.RequireVerifiedEmail(cfg.RequireVerifiedEmail)
 	h := &harness{t: t, mux: http.NewServeMux(), store: st, sched: &scheduled{}, logs: &bytes.Buffer{}}
 	srv := &functions.Server{Config: cfg, Catalog: cat, Accounts: st, History: st, Keys: st, Meter: st, Events: st,
-		Scheduler: h.sched, Auth: tokens{}, Clock: testclock.New(t0), Random: rand.Reader,
+		Scheduler: h.sched, Auth: auth, Clock: testclock.New(t0), Random: rand.Reader,
 		Log: slog.New(slog.NewTextHandler(h.logs, nil))}
 	srv.Mount(h.mux, srv.Functions())
 	return h

@@ -1,52 +1,18 @@
 package functions_test
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"sync"
 	"testing"
 	"time"
 
-	"cloud.google.com/go/firestore"
-
 	"github.com/paymeter/paymeter/billing"
-	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/firebaseauth"
-	"github.com/paymeter/paymeter/functions"
 	"github.com/paymeter/paymeter/internal/emulator"
 	"github.com/paymeter/paymeter/internal/memstore"
-	"github.com/paymeter/paymeter/internal/testclock"
-	"github.com/paymeter/paymeter/store"
 )
-
-// newHarnessAuth is newHarness with auth verifying tokens, and the store
-// opening accounts as REQUIRE_VERIFIED_EMAIL in env asks, as wiring.go wires it.
-func newHarnessAuth(t *testing.T, env map[string]string, auth billing.TokenVerifier) *harness {
-	t.Helper()
-	emulator.Firestore(t)
-	client, err := firestore.NewClient(context.Background(), fmt.Sprintf("demo-api-%d", time.Now().UnixNano()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
-	cfg, err := config.Load(func(k string) string { return env[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat := billing.DefaultCatalog()
-	st := store.New(client, cat.Free())
-	st.RequireVerifiedEmail(cfg.RequireVerifiedEmail)
-	h := &harness{t: t, mux: http.NewServeMux(), store: st, sched: &scheduled{}, logs: &bytes.Buffer{}}
-	srv := &functions.Server{Config: cfg, Catalog: cat, Accounts: st, History: st, Keys: st, Meter: st, Events: st,
-		Scheduler: h.sched, Auth: auth, Clock: testclock.New(t0), Random: rand.Reader,
-		Log: slog.New(slog.NewTextHandler(h.logs, nil))}
-	srv.Mount(h.mux, srv.Functions())
-	return h
-}
 
 func (h *harness) bearer(token, method, path, body string) response {
 	h.t.Helper()
