@@ -20,8 +20,8 @@ import (
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/functions"
+	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/internal/emulator"
-	"github.com/paymeter/paymeter/internal/testclock"
 	"github.com/paymeter/paymeter/store"
 )
 
@@ -80,7 +80,7 @@ func newHarness(t *testing.T, env map[string]string) *harness {
 	st := store.New(client, cat.Free())
 	h := &harness{t: t, mux: http.NewServeMux(), store: st, sched: &scheduled{}, logs: &bytes.Buffer{}}
 	srv := &functions.Server{Config: cfg, Catalog: cat, Accounts: st, History: st, Keys: st, Meter: st, Events: st,
-		Scheduler: h.sched, Auth: tokens{}, Clock: testclock.New(t0), Random: rand.Reader,
+		Scheduler: h.sched, Auth: tokens{}, Clock: clock.NewFixed(t0), Random: rand.Reader,
 		Log: slog.New(slog.NewTextHandler(h.logs, nil))}
 	srv.Mount(h.mux, srv.Functions())
 	return h

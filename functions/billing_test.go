@@ -24,9 +24,9 @@ import (
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/devstripe"
 	"github.com/paymeter/paymeter/functions"
+	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/internal/emulator"
 	"github.com/paymeter/paymeter/internal/memstore"
-	"github.com/paymeter/paymeter/internal/testclock"
 	"github.com/paymeter/paymeter/payments"
 	"github.com/paymeter/paymeter/store"
 )
@@ -88,7 +88,7 @@ func (p *countingPayments) EnsureCustomer(ctx context.Context, uid, email string
 type world struct {
 	t     testing.TB
 	st    backend
-	clock *testclock.Clock
+	clock *clock.Fixed
 	sched *scheduled
 	pay   *countingPayments
 	dev   *devstripe.Stripe
@@ -104,7 +104,7 @@ func newWorld(t testing.TB, st backend, deliver bool, sched ...billing.Scheduler
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &world{t: t, st: st, clock: testclock.New(t0), sched: &scheduled{}, mux: http.NewServeMux(), logs: &bytes.Buffer{}}
+	w := &world{t: t, st: st, clock: clock.NewFixed(t0), sched: &scheduled{}, mux: http.NewServeMux(), logs: &bytes.Buffer{}}
 	var hook http.Handler = w.mux
 	if !deliver {
 		hook = http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}) // accepted, applied nowhere

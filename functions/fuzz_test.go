@@ -22,8 +22,8 @@ import (
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/devstripe"
 	"github.com/paymeter/paymeter/functions"
+	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/internal/memstore"
-	"github.com/paymeter/paymeter/internal/testclock"
 	"github.com/paymeter/paymeter/payments"
 )
 
@@ -147,7 +147,7 @@ func newFuzzServer(tb testing.TB) *fuzzServer {
 	fs := &fuzzServer{mux: http.NewServeMux(), keys: &fzKeys{keys: map[string]billing.APIKey{}, balance: map[string]int64{}},
 		logs: &bytes.Buffer{}}
 	st := memstore.New()
-	clk := testclock.New(t0)
+	clk := clock.NewFixed(t0)
 	fs.dev = devstripe.New(devstripe.Config{PublicURL: "http://paymeter.test", WebhookSecret: fzWhsec, Webhook: fs.mux,
 		Catalog: billing.DefaultCatalog(), Clock: clk, Random: mrand.NewChaCha8([32]byte{'a', 'p', 'i'}), Wait: time.Second})
 	tb.Cleanup(fs.dev.Close)

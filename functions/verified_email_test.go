@@ -17,9 +17,9 @@ import (
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/firebaseauth"
 	"github.com/paymeter/paymeter/functions"
+	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/internal/emulator"
 	"github.com/paymeter/paymeter/internal/memstore"
-	"github.com/paymeter/paymeter/internal/testclock"
 	"github.com/paymeter/paymeter/store"
 )
 
@@ -42,7 +42,7 @@ func newHarnessAuth(t *testing.T, env map[string]string, auth billing.TokenVerif
 	st.RequireVerifiedEmail(cfg.RequireVerifiedEmail)
 	h := &harness{t: t, mux: http.NewServeMux(), store: st, sched: &scheduled{}, logs: &bytes.Buffer{}}
 	srv := &functions.Server{Config: cfg, Catalog: cat, Accounts: st, History: st, Keys: st, Meter: st, Events: st,
-		Scheduler: h.sched, Auth: auth, Clock: testclock.New(t0), Random: rand.Reader,
+		Scheduler: h.sched, Auth: auth, Clock: clock.NewFixed(t0), Random: rand.Reader,
 		Log: slog.New(slog.NewTextHandler(h.logs, nil))}
 	srv.Mount(h.mux, srv.Functions())
 	return h

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/paymeter/paymeter/billing"
+	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/internal/memstore"
-	"github.com/paymeter/paymeter/internal/testclock"
 	"github.com/paymeter/paymeter/lease"
 )
 
@@ -41,7 +41,7 @@ func walkDays(first, last time.Time) []time.Time {
 func walkUsage(t *testing.T, st walkStore, days []time.Time) {
 	t.Helper()
 	ctx := context.Background()
-	clock := testclock.New(days[0])
+	clock := clock.NewFixed(days[0])
 	// Each day gets its own meter, closed once the day's call is answered:
 	// in lease mode that returns the day's lease before the next day takes
 	// one, so that the walk does not wait on two transactions contending

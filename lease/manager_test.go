@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/paymeter/paymeter/billing"
+	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/internal/memstore"
-	"github.com/paymeter/paymeter/internal/testclock"
 	"github.com/paymeter/paymeter/lease"
 	"github.com/paymeter/paymeter/store"
 )
@@ -76,7 +76,7 @@ func TestConcurrentCallsShareCommits(t *testing.T) {
 	st := newWatchedStore()
 	st.latency = time.Millisecond
 	hash := account(t, st, "ann", 10_000)
-	m := lease.New(st, wallClock{}, lease.Config{}, nil)
+	m := lease.New(st, clock.Real{}, lease.Config{}, nil)
 	const callers, each = 32, 25
 	var wg sync.WaitGroup
 	for range callers {
@@ -105,7 +105,7 @@ func TestConcurrentCallsShareCommits(t *testing.T) {
 func TestLeaseBlocksGrowWhenBusyAndShrinkWhenNot(t *testing.T) {
 	st := newWatchedStore()
 	hash := account(t, st, "bea", 10_000)
-	clock := testclock.New(time.Now())
+	clock := clock.NewFixed(time.Now())
 	m := lease.New(st, clock, lease.Config{Linger: -1}, nil) // blocks from 10 to 1000, leases of 30 s
 	defer closeAll(t, m)
 	debit := func() {
@@ -134,7 +134,7 @@ func TestLeaseBlocksGrowWhenBusyAndShrinkWhenNot(t *testing.T) {
 func TestFailedCommitRetiresItsLease(t *testing.T) {
 	st := newWatchedStore()
 	hash := account(t, st, "cai", 1000)
-	m := lease.New(st, wallClock{}, lease.Config{Linger: -1, MinBlock: 100}, nil)
+	m := lease.New(st, clock.Real{}, lease.Config{Linger: -1, MinBlock: 100}, nil)
 	ctx := context.Background()
 	var mu sync.Mutex
 	var served, unavailable int64

@@ -3,7 +3,7 @@
 // for the following week.
 //
 // It holds the two billing.Scheduler adapters (CloudTasks on Google Cloud
-// Tasks, Local for the dev server and tests, on a movable DevClock), the HTTP
+// Tasks, Local for the dev server and tests, on a movable clock.Dev), the HTTP
 // handlers that the tasks call (GrantHandler for POST /api/tasks/grant and
 // ReconcileHandler, the daily sweep that re-enqueues overdue chains), and the
 // middleware that guards them (RequireOIDC in production, RequireSecret

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/api/idtoken"
 
 	"github.com/paymeter/paymeter/billing"
+	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/internal/memstore"
 	"github.com/paymeter/paymeter/tasks"
 )
@@ -19,7 +20,7 @@ func ExampleLocal() {
 	ctx := context.Background()
 	store := memstore.New() // the dev server uses the Firestore emulator's store
 	free := billing.DefaultCatalog().Free()
-	clock := tasks.NewDevClock()
+	clock := clock.NewDev()
 	const secret = "dev-secret" // TASKS_SECRET
 
 	mux := http.NewServeMux()
@@ -62,11 +63,6 @@ func ExampleRequireOIDC() {
 		fmt.Println(err)
 		return
 	}
-	grant := tasks.NewGrantHandler(store, sched, wallClock{}, billing.DefaultCatalog().Free(), nil)
+	grant := tasks.NewGrantHandler(store, sched, clock.Real{}, billing.DefaultCatalog().Free(), nil)
 	_ = tasks.RequireOIDC(cfg.Audience, cfg.ServiceAccount, validator, nil)(grant) // functions.HTTP("TaskGrant", ....ServeHTTP)
 }
-
-// wallClock is the production billing.Clock.
-type wallClock struct{}
-
-func (wallClock) Now() time.Time { return time.Now() }

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/paymeter/paymeter/billing"
+	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/internal/memstore"
-	"github.com/paymeter/paymeter/internal/testclock"
 	"github.com/paymeter/paymeter/tasks"
 )
 
@@ -45,7 +45,7 @@ func post(h http.Handler, method, body string) *httptest.ResponseRecorder {
 
 func TestGrantHandlerRefusesMalformedTasks(t *testing.T) {
 	sched := &recordingScheduler{}
-	h := tasks.NewGrantHandler(memstore.New(), sched, testclock.New(time.Now()), billing.DefaultCatalog().Free(), nil)
+	h := tasks.NewGrantHandler(memstore.New(), sched, clock.NewFixed(time.Now()), billing.DefaultCatalog().Free(), nil)
 	for _, body := range []string{
 		``, `not json`, `[]`, `{"uid":"u"}{"uid":"u"}`, `{"uid":"u","period":1,"extra":true}`,
 		`{"period":1}`, `{"uid":"","period":1}`, `{"uid":"u","period":-1}`, `{"uid":"u","period":"1"}`,
@@ -118,7 +118,7 @@ func TestGrantHandler(t *testing.T) {
 				store = tt.store
 			}
 			sched := &recordingScheduler{err: tt.schedErr}
-			h := tasks.NewGrantHandler(store, sched, testclock.New(tt.now), free, nil)
+			h := tasks.NewGrantHandler(store, sched, clock.NewFixed(tt.now), free, nil)
 			w := post(h, http.MethodPost, tt.body)
 			if w.Code != tt.want {
 				t.Fatalf("status %d, want %d: %s", w.Code, tt.want, w.Body)
@@ -201,7 +201,7 @@ func (f *failFor) ScheduleGrant(ctx context.Context, t billing.GrantTask) error 
 func TestReconcileHandler(t *testing.T) {
 	task := func(uid string) billing.GrantTask { return billing.GrantTask{UID: uid, Period: 3} }
 	pages := [][]billing.GrantTask{{task("a"), task("b")}, {task("c")}, {task("d"), task("e")}}
-	clock := testclock.New(time.Now())
+	clock := clock.NewFixed(time.Now())
 
 	t.Run("pages through all", func(t *testing.T) {
 		sched := &recordingScheduler{}

@@ -12,54 +12,8 @@ import (
 	"time"
 
 	"github.com/paymeter/paymeter/billing"
+	"github.com/paymeter/paymeter/internal/clock"
 )
-
-// DevClock is the dev server's and the tests' clock: real time plus an
-// offset that only moves forward. It is safe for concurrent use.
-type DevClock struct {
-	mu     sync.Mutex
-	offset time.Duration
-	now    func() time.Time
-}
-
-var _ billing.Clock = (*DevClock)(nil)
-
-// NewDevClock returns a clock that reads real time until it is moved.
-func NewDevClock() *DevClock { return &DevClock{now: time.Now} }
-
-// NewDevClockAt returns a clock that reads start now and then runs at the
-// speed of real time, for tests that want a fixed origin.
-func NewDevClockAt(start time.Time) *DevClock {
-	c := NewDevClock()
-	c.offset = start.Sub(c.now())
-	return c
-}
-
-// Now returns real time plus the offset.
-func (c *DevClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now().Add(c.offset)
-}
-
-// Advance moves the clock forward by d; a negative d does nothing.
-func (c *DevClock) Advance(d time.Duration) {
-	if d <= 0 {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.offset += d
-}
-
-// AdvanceTo moves the clock forward to t; a time not after Now does nothing.
-func (c *DevClock) AdvanceTo(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if d := t.Sub(c.now().Add(c.offset)); d > 0 {
-		c.offset += d
-	}
-}
 
 // Deliver delivers one task; an error means "not done", and the task is
 // retried.
@@ -86,7 +40,7 @@ type PendingTask struct {
 }
 
 // Local is an in-process billing.Scheduler with Cloud Tasks' semantics on a
-// DevClock: tasks are named by TaskID, a second task of a pending or
+// clock.Dev: tasks are named by TaskID, a second task of a pending or
 // recently finished name is dropped (ScheduleGrant returns nil), and a task
 // is delivered when the clock reaches its time, retried with backoff on the
 // dev clock until it succeeds, never dropped.
@@ -98,7 +52,7 @@ type PendingTask struct {
 // run promptly. Local is safe for concurrent use; deliveries run one at a
 // time, without Local's lock held, so a delivery may schedule tasks.
 type Local struct {
-	clock   *DevClock
+	clock   *clock.Dev
 	deliver Deliver
 	log     *slog.Logger
 
@@ -113,7 +67,7 @@ var _ billing.Scheduler = (*Local)(nil)
 
 // NewLocal returns a Local scheduler that delivers tasks with deliver on
 // clock's time. A nil log discards.
-func NewLocal(clock *DevClock, deliver Deliver, log *slog.Logger) *Local {
+func NewLocal(clock *clock.Dev, deliver Deliver, log *slog.Logger) *Local {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/paymeter/paymeter/billing"
+	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/tasks"
 )
 
@@ -17,7 +18,7 @@ var t0 = time.Date(2026, 1, 5, 12, 0, 0, 0, time.UTC)
 // deliveries records what a Local delivered and the clock at each.
 type deliveries struct {
 	mu    sync.Mutex
-	clock *tasks.DevClock
+	clock *clock.Dev
 	got   []billing.GrantTask
 	at    []time.Time
 	fail  func(billing.GrantTask) error
@@ -36,8 +37,8 @@ func (d *deliveries) deliver(_ context.Context, t billing.GrantTask) error {
 	return nil
 }
 
-func newLocal() (*tasks.Local, *tasks.DevClock, *deliveries) {
-	clock := tasks.NewDevClockAt(t0)
+func newLocal() (*tasks.Local, *clock.Dev, *deliveries) {
+	clock := clock.NewDevAt(t0)
 	d := &deliveries{clock: clock}
 	return tasks.NewLocal(clock, d.deliver, nil), clock, d
 }
@@ -195,32 +196,6 @@ func TestLocalAdvanceStopsWithContext(t *testing.T) {
 	cancel()
 	if _, err := l.Advance(ctx, time.Hour); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Advance: %v, want context.Canceled", err)
-	}
-}
-
-func TestDevClock(t *testing.T) {
-	c := tasks.NewDevClockAt(t0)
-	if d := c.Now().Sub(t0); d < 0 || d > time.Second {
-		t.Fatalf("Now %s, want %s", c.Now(), t0)
-	}
-	c.Advance(time.Hour)
-	c.Advance(-2 * time.Hour)
-	c.AdvanceTo(t0)
-	if d := c.Now().Sub(t0.Add(time.Hour)); d < 0 || d > time.Second {
-		t.Fatalf("Now %s, want an hour on: the clock never goes back", c.Now())
-	}
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			for range 100 {
-				c.Advance(time.Second)
-				_ = c.Now()
-			}
-		})
-	}
-	wg.Wait()
-	if d := c.Now().Sub(t0.Add(time.Hour + 800*time.Second)); d < 0 || d > time.Second {
-		t.Fatalf("Now %s after concurrent advances", c.Now())
 	}
 }
 

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/paymeter/paymeter/billing"
+	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/internal/memstore"
-	"github.com/paymeter/paymeter/internal/testclock"
 	"github.com/paymeter/paymeter/tasks"
 )
 
@@ -23,7 +23,7 @@ func TestGrantTaskGivesNothingToAnUnverifiedAccount(t *testing.T) {
 	if _, _, err := s.Provision(t.Context(), billing.Identity{UID: "u", Email: "u@example.com"}, start); err != nil {
 		t.Fatal(err)
 	}
-	clock := testclock.New(start)
+	clock := clock.NewFixed(start)
 	sched := &recordingScheduler{}
 	h := tasks.NewGrantHandler(s, sched, clock, free, nil)
 	for _, period := range []int64{0, 1, 2} {

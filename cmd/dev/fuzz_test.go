@@ -15,6 +15,7 @@ import (
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/devstripe"
 	"github.com/paymeter/paymeter/functions"
+	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/tasks"
 )
 
@@ -30,7 +31,7 @@ func FuzzClockAdvance(f *testing.F) {
 		f.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	d := &devServer{cfg: cfg, catalog: billing.DefaultCatalog(), log: log, mux: http.NewServeMux(), clock: tasks.NewDevClock()}
+	d := &devServer{cfg: cfg, catalog: billing.DefaultCatalog(), log: log, mux: http.NewServeMux(), clock: clock.NewDev()}
 	d.local = tasks.NewLocal(d.clock, func(context.Context, billing.GrantTask) error { return nil }, log)
 	stand := devstripe.New(devstripe.Config{PublicURL: "http://localhost:8000", WebhookSecret: "whsec_fuzz",
 		Webhook: http.NotFoundHandler(), Catalog: d.catalog, Clock: d.clock})

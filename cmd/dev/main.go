@@ -23,6 +23,7 @@ import (
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/functions"
+	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/tasks"
 )
 
@@ -116,7 +117,7 @@ type devServer struct {
 	catalog billing.Catalog
 	log     *slog.Logger
 	mux     *http.ServeMux
-	clock   *tasks.DevClock
+	clock   *clock.Dev
 	local   *tasks.Local
 	pay     devPayments
 	srv     *functions.Server
@@ -136,7 +137,7 @@ type devPayments interface {
 
 func newDevServer(ctx context.Context, core *functions.Core, webDir string) (*devServer, error) {
 	cfg := core.Config
-	d := &devServer{cfg: cfg, catalog: core.Catalog, log: core.Log, mux: http.NewServeMux(), clock: tasks.NewDevClock()}
+	d := &devServer{cfg: cfg, catalog: core.Catalog, log: core.Log, mux: http.NewServeMux(), clock: clock.NewDev()}
 	var grant http.Handler // set below; the scheduler delivers to it
 	d.local = tasks.NewLocal(d.clock, func(ctx context.Context, t billing.GrantTask) error {
 		return tasks.DeliverHTTP(grant, cfg.TasksSecret)(ctx, t)

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/paymeter/paymeter/billing"
+	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/tasks"
 )
 
@@ -93,7 +94,7 @@ type env struct {
 	t         *testing.T
 	ctx       context.Context
 	store     Store
-	clock     *tasks.DevClock
+	clock     *clock.Dev
 	local     *tasks.Local
 	sched     *switchScheduler
 	grant     *tasks.GrantHandler
@@ -105,7 +106,7 @@ type env struct {
 func newEnv(t *testing.T, store Store, wrap func(tasks.Deliver) tasks.Deliver) *env {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
-	clock := tasks.NewDevClockAt(Start)
+	clock := clock.NewDevAt(Start)
 	free := billing.DefaultCatalog().Free()
 	e := &env{t: t, ctx: t.Context(), store: store, clock: clock, free: free, prefix: uniquePrefix()}
 	e.sched = &switchScheduler{}
