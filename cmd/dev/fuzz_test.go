@@ -16,7 +16,7 @@ import (
 	"github.com/paymeter/paymeter/devstripe"
 	"github.com/paymeter/paymeter/functions"
 	"github.com/paymeter/paymeter/internal/clock"
-	"github.com/paymeter/paymeter/tasks"
+	"github.com/paymeter/paymeter/internal/devtasks"
 )
 
 // FuzzClockAdvance: POST /dev/clock/advance with any body and Content-Type
@@ -32,7 +32,7 @@ func FuzzClockAdvance(f *testing.F) {
 	}
 	log := slog.New(slog.DiscardHandler)
 	d := &devServer{cfg: cfg, catalog: billing.DefaultCatalog(), log: log, mux: http.NewServeMux(), clock: clock.NewDev()}
-	d.local = tasks.NewLocal(d.clock, func(context.Context, billing.GrantTask) error { return nil }, log)
+	d.local = devtasks.New(d.clock, func(context.Context, billing.GrantTask) error { return nil }, log)
 	stand := devstripe.New(devstripe.Config{PublicURL: "http://localhost:8000", WebhookSecret: "whsec_fuzz",
 		Webhook: http.NotFoundHandler(), Catalog: d.catalog, Clock: d.clock})
 	f.Cleanup(stand.Close)

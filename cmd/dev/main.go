@@ -24,6 +24,7 @@ import (
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/functions"
 	"github.com/paymeter/paymeter/internal/clock"
+	"github.com/paymeter/paymeter/internal/devtasks"
 	"github.com/paymeter/paymeter/tasks"
 )
 
@@ -118,7 +119,7 @@ type devServer struct {
 	log     *slog.Logger
 	mux     *http.ServeMux
 	clock   *clock.Dev
-	local   *tasks.Local
+	local   *devtasks.Queue
 	pay     devPayments
 	srv     *functions.Server
 }
@@ -139,8 +140,8 @@ func newDevServer(ctx context.Context, core *functions.Core, webDir string) (*de
 	cfg := core.Config
 	d := &devServer{cfg: cfg, catalog: core.Catalog, log: core.Log, mux: http.NewServeMux(), clock: clock.NewDev()}
 	var grant http.Handler // set below; the scheduler delivers to it
-	d.local = tasks.NewLocal(d.clock, func(ctx context.Context, t billing.GrantTask) error {
-		return tasks.DeliverHTTP(grant, cfg.TasksSecret)(ctx, t)
+	d.local = devtasks.New(d.clock, func(ctx context.Context, t billing.GrantTask) error {
+		return devtasks.DeliverHTTP(grant, cfg.TasksSecret)(ctx, t)
 	}, core.Log)
 
 	pay, webhookSecret, err := newPayments(ctx, cfg, d)
