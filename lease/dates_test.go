@@ -9,12 +9,12 @@ import (
 
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/internal/clock"
-	"github.com/paymeter/paymeter/internal/memstore"
+	"github.com/paymeter/paymeter/internal/mock"
 	"github.com/paymeter/paymeter/lease"
 )
 
 // walkStore is what the date walk needs of a store: store.Store and
-// memstore.Store both have it.
+// mock.Store both have it.
 type walkStore interface {
 	lease.Store
 	billing.Meter
@@ -133,7 +133,7 @@ func TestUsageCountsEveryDayOnItsDate(t *testing.T) {
 	if len(days) != 1827 {
 		t.Fatalf("walk has %d days, want 1827", len(days))
 	}
-	walkUsage(t, memstore.New(), days)
+	walkUsage(t, mock.NewStore(), days)
 }
 
 // The same on the Firestore store, for 40 days of the walk: the 1st and

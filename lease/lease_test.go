@@ -32,7 +32,7 @@ func newStore(t *testing.T) *store.Store {
 }
 
 // accountStore is what the tests set accounts up and read them back with:
-// store.Store and memstore.Store both have it.
+// store.Store and mock.Store both have it.
 type accountStore interface {
 	Account(ctx context.Context, uid string) (*billing.Account, error)
 	Provision(ctx context.Context, id billing.Identity, now time.Time) (*billing.Account, bool, error)

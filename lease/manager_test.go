@@ -10,16 +10,16 @@ import (
 
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/internal/clock"
-	"github.com/paymeter/paymeter/internal/memstore"
+	"github.com/paymeter/paymeter/internal/mock"
 	"github.com/paymeter/paymeter/lease"
 	"github.com/paymeter/paymeter/store"
 )
 
-// watchedStore is a memstore.Store that counts its commits (RecordLeaseUses),
+// watchedStore is a mock.Store that counts its commits (RecordLeaseUses),
 // notes the size of each lease asked of it, can make a commit take a while,
 // as Firestore's does, and can refuse the next commits.
 type watchedStore struct {
-	*memstore.Store
+	*mock.Store
 	latency time.Duration // each commit's
 
 	mu      sync.Mutex
@@ -29,7 +29,7 @@ type watchedStore struct {
 	wants   []int64 // each lease asked for
 }
 
-func newWatchedStore() *watchedStore { return &watchedStore{Store: memstore.New()} }
+func newWatchedStore() *watchedStore { return &watchedStore{Store: mock.NewStore()} }
 
 func (s *watchedStore) TakeLease(ctx context.Context, r store.LeaseRequest, now time.Time) (billing.Lease, int64, error) {
 	s.mu.Lock()

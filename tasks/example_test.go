@@ -8,7 +8,7 @@ import (
 
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/internal/clock"
-	"github.com/paymeter/paymeter/internal/memstore"
+	"github.com/paymeter/paymeter/internal/mock"
 	"github.com/paymeter/paymeter/tasks"
 )
 
@@ -16,7 +16,7 @@ import (
 // service account.
 func ExampleRequireOIDC() {
 	ctx := context.Background()
-	store := memstore.New() // the Firestore store
+	store := mock.NewStore() // the Firestore store
 	cfg := tasks.CloudTasksConfig{
 		Queue:          "projects/demo-paymeter/locations/europe-west2/queues/free-grants", // TASKS_QUEUE
 		GrantURL:       "https://taskgrant-abc123-nw.a.run.app",                            // TASKS_GRANT_URL

@@ -9,7 +9,7 @@ import (
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/internal/devtasks"
-	"github.com/paymeter/paymeter/internal/memstore"
+	"github.com/paymeter/paymeter/internal/mock"
 	"github.com/paymeter/paymeter/tasks"
 )
 
@@ -17,7 +17,7 @@ import (
 // the dev server's own mux, through the shared-secret guard.
 func ExampleQueue() {
 	ctx := context.Background()
-	store := memstore.New() // the dev server uses the Firestore emulator's store
+	store := mock.NewStore() // the dev server uses the Firestore emulator's store
 	free := billing.DefaultCatalog().Free()
 	clk := clock.NewDev()
 	const secret = "dev-secret" // TASKS_SECRET
