@@ -2,7 +2,10 @@ package tasks_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http/httptest"
+	"strings"
 
 	"google.golang.org/api/idtoken"
 
@@ -13,26 +16,43 @@ import (
 )
 
 // Production: Cloud Tasks calls TaskGrant with an OIDC token for the tasks
-// service account.
+// service account, and only such a token gets through to the grant handler.
+// functions/wiring.go builds the same with tasks.NewCloudTasks as the
+// scheduler and idtoken.NewValidator as the validator.
 func ExampleRequireOIDC() {
-	ctx := context.Background()
-	store := mock.NewStore() // the Firestore store
-	cfg := tasks.CloudTasksConfig{
-		Queue:          "projects/demo-paymeter/locations/europe-west2/queues/free-grants", // TASKS_QUEUE
-		GrantURL:       "https://taskgrant-abc123-nw.a.run.app",                            // TASKS_GRANT_URL
-		ServiceAccount: "paymeter-tasks@demo-paymeter.iam.gserviceaccount.com",             // TASKS_SERVICE_ACCOUNT
-		Audience:       "https://taskgrant-abc123-nw.a.run.app",                            // TASKS_AUDIENCE
+	const (
+		audience = "https://taskgrant-abc123-nw.a.run.app"                // TASKS_AUDIENCE
+		account  = "paymeter-tasks@demo-paymeter.iam.gserviceaccount.com" // TASKS_SERVICE_ACCOUNT
+	)
+	// Stands in for Google's validator: the email each token was issued to.
+	validator := googleTokens{"cloud-tasks-token": account, "user-token": "ada@example.com"}
+	grant := tasks.NewGrantHandler(mock.NewStore(), &mock.Scheduler{}, clock.Real{}, billing.DefaultCatalog().Free(), nil)
+	h := tasks.RequireOIDC(audience, account, validator, nil)(grant)
+
+	for _, token := range []string{"", "user-token", "cloud-tasks-token"} {
+		r := httptest.NewRequest("POST", "/api/tasks/grant", strings.NewReader(`{"uid":"ada","period":1}`))
+		if token != "" {
+			r.Header.Set("Authorization", "Bearer "+token)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		fmt.Printf("%q: %d\n", token, w.Code)
 	}
-	sched, err := tasks.NewCloudTasks(ctx, cfg) // default credentials
-	if err != nil {
-		fmt.Println(err)
-		return
+	// Output:
+	// "": 401
+	// "user-token": 401
+	// "cloud-tasks-token": 200
+}
+
+// googleTokens is a tasks.TokenValidator for the example: each token is a
+// valid Google-signed ID token for the email it maps to.
+type googleTokens map[string]string
+
+func (g googleTokens) Validate(_ context.Context, token, _ string) (*idtoken.Payload, error) {
+	email, ok := g[token]
+	if !ok {
+		return nil, errors.New("idtoken: invalid token")
 	}
-	validator, err := idtoken.NewValidator(ctx)
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	grant := tasks.NewGrantHandler(store, sched, clock.Real{}, billing.DefaultCatalog().Free(), nil)
-	_ = tasks.RequireOIDC(cfg.Audience, cfg.ServiceAccount, validator, nil)(grant) // functions.HTTP("TaskGrant", ....ServeHTTP)
+	return &idtoken.Payload{Issuer: "https://accounts.google.com",
+		Claims: map[string]any{"email": email, "email_verified": true}}, nil
 }
