@@ -160,5 +160,5 @@ func (s *Server) meterPaths() []string {
 // NotFound answers every request with the contract's 404, for the paths no
 // function serves.
 func (s *Server) NotFound() http.Handler {
-	return s.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.WriteError(w, r, errNoRoute) }))
+	return s.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.Fail(w, r, errNoRoute) }))
 }

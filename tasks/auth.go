@@ -43,24 +43,24 @@ func RequireOIDC(audience, serviceAccountEmail string, v TokenValidator, log *sl
 	log = orDiscard(log)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			token, ok := bearer(r)
+			token, ok := httpjson.Bearer(r)
 			if !ok {
-				refuse(w, log, "no bearer token")
+				refuse(w, r, log, "no bearer token")
 				return
 			}
 			p, err := v.Validate(r.Context(), token, audience)
 			if err != nil {
-				refuse(w, log, "invalid token", "err", err)
+				refuse(w, r, log, "invalid token", "err", err)
 				return
 			}
 			email, _ := p.Claims["email"].(string)
 			switch {
 			case !googleIssuer(p.Issuer):
-				refuse(w, log, "token not issued by Google", "iss", p.Issuer)
+				refuse(w, r, log, "token not issued by Google", "iss", p.Issuer)
 			case !strings.EqualFold(email, serviceAccountEmail):
-				refuse(w, log, "token for another account", "email", email)
+				refuse(w, r, log, "token for another account", "email", email)
 			case !verified(p.Claims["email_verified"]):
-				refuse(w, log, "token email not verified", "email", email)
+				refuse(w, r, log, "token email not verified", "email", email)
 			default:
 				next.ServeHTTP(w, r)
 			}
@@ -75,12 +75,6 @@ func verified(v any) bool {
 		return s == "true"
 	}
 	return b
-}
-
-func bearer(r *http.Request) (string, bool) {
-	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	token = strings.TrimSpace(token)
-	return token, ok && strings.EqualFold(scheme, "Bearer") && token != ""
 }
 
 // RequireSecret returns middleware for local work that passes a request on
@@ -98,7 +92,7 @@ func RequireSecret(secret string) func(http.Handler) http.Handler {
 			// the lengths.
 			got := sha256.Sum256([]byte(r.Header.Get(SecretHeader)))
 			if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-				httpjson.Error(w, http.StatusUnauthorized, billing.CodeUnauthenticated, "missing or wrong task secret")
+				httpjson.Fail(w, r, nil, errWrongSecret)
 				return
 			}
 			next.ServeHTTP(w, r)
@@ -106,9 +100,14 @@ func RequireSecret(secret string) func(http.Handler) http.Handler {
 	}
 }
 
-func refuse(w http.ResponseWriter, log *slog.Logger, reason string, args ...any) {
+var (
+	errWrongSecret = billing.Errorf(billing.CodeUnauthenticated, "missing or wrong task secret")
+	errNoOIDC      = billing.Errorf(billing.CodeUnauthenticated, "a valid OIDC token for the tasks service account is required")
+)
+
+func refuse(w http.ResponseWriter, r *http.Request, log *slog.Logger, reason string, args ...any) {
 	log.Warn("task request refused: "+reason, args...)
-	httpjson.Error(w, http.StatusUnauthorized, billing.CodeUnauthenticated, "a valid OIDC token for the tasks service account is required")
+	httpjson.Fail(w, r, nil, errNoOIDC)
 }
 
 func orDiscard(log *slog.Logger) *slog.Logger {

@@ -25,6 +25,7 @@ import (
 	"github.com/paymeter/paymeter/functions"
 	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/internal/devtasks"
+	"github.com/paymeter/paymeter/internal/httpjson"
 	"github.com/paymeter/paymeter/tasks"
 )
 
@@ -176,12 +177,12 @@ func (d *devServer) advance(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		Seconds int64 `json:"seconds"`
 	}
-	if err := functions.Decode(r, &in); err != nil {
-		d.srv.WriteError(w, r, err)
+	if err := httpjson.Decode(r, &in); err != nil {
+		d.srv.Fail(w, r, err)
 		return
 	}
 	if in.Seconds < 0 || in.Seconds > 10*366*24*3600 {
-		d.srv.WriteError(w, r, billing.Errorf(billing.CodeBadRequest, `send {"seconds": N} with N from 0 to ten years`))
+		d.srv.Fail(w, r, billing.Errorf(billing.CodeBadRequest, `send {"seconds": N} with N from 0 to ten years`))
 		return
 	}
 	target := d.clock.Now().Add(time.Duration(in.Seconds) * time.Second)
@@ -192,15 +193,15 @@ func (d *devServer) advance(w http.ResponseWriter, r *http.Request) {
 		n, err := d.local.Advance(r.Context(), step)
 		ran += n
 		if err != nil {
-			d.srv.WriteError(w, r, err)
+			d.srv.Fail(w, r, err)
 			return
 		}
 		if err := d.pay.AdvanceTo(r.Context(), d.clock.Now()); err != nil {
-			d.srv.WriteError(w, r, err)
+			d.srv.Fail(w, r, err)
 			return
 		}
 	}
-	functions.WriteJSON(w, http.StatusOK, map[string]any{"now": d.clock.Now().UTC(), "tasksRun": ran, "tasksPending": d.local.Len()})
+	httpjson.Write(w, http.StatusOK, map[string]any{"now": d.clock.Now().UTC(), "tasksRun": ran, "tasksPending": d.local.Len()})
 }
 
 func (d *devServer) banner() string {
