@@ -13,7 +13,6 @@ const (
 	CodeUnauthenticated     = "unauthenticated"
 	CodeInvalidAPIKey       = "invalid_api_key"
 	CodeInsufficientCredits = "insufficient_credits"
-	CodeForbidden           = "forbidden"
 	CodeNotFound            = "not_found"
 	CodeMethodNotAllowed    = "method_not_allowed"
 	CodeConflict            = "conflict"

@@ -152,9 +152,7 @@ type grantJSON struct {
 	ExpiresAt *time.Time `json:"expiresAt"`
 }
 
-// UserJSON is the contract's "user" object for a at now.
-func UserJSON(a *billing.Account, now time.Time) any { return toUserJSON(a, now) }
-
+// toUserJSON is the contract's "user" object for a at now.
 func toUserJSON(a *billing.Account, now time.Time) userJSON {
 	u := userJSON{UID: a.UID, Email: a.Email, Plan: a.Plan, Credits: a.Balance(now), Debt: a.Debt,
 		NextGrantAt: timeOrNil(a.NextGrantAt), Grants: []grantJSON{}}

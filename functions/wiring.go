@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"time"
 
 	"cloud.google.com/go/firestore"
 	"google.golang.org/api/idtoken"
@@ -14,6 +13,7 @@ import (
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/firebaseauth"
+	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/lease"
 	"github.com/paymeter/paymeter/payments"
 	"github.com/paymeter/paymeter/store"
@@ -112,7 +112,7 @@ func Production(ctx context.Context, cfg config.Config, log *slog.Logger, target
 		}
 		pay = payments.New(payments.Config{SecretKey: cfg.StripeSecretKey, PublicURL: cfg.PublicURL})
 	}
-	srv := core.Server(realClock{}, sched, pay, cfg.StripeWebhookSecret)
+	srv := core.Server(clock.Real{}, sched, pay, cfg.StripeWebhookSecret)
 	if needs.OIDC {
 		validator, err := idtoken.NewValidator(ctx)
 		if err != nil {
@@ -124,7 +124,3 @@ func Production(ctx context.Context, cfg config.Config, log *slog.Logger, target
 	}
 	return srv.Functions(target), nil
 }
-
-type realClock struct{}
-
-func (realClock) Now() time.Time { return time.Now() }

@@ -29,7 +29,7 @@ locals {
     }
     cancel = {
       entry_point = "Cancel"
-      description = "Cancels the user's subscription at period end."
+      description = "Cancels the user's subscriptions at once and moves the account back to Free."
       public      = true
       memory      = "256Mi"
       cpu         = null

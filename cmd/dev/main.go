@@ -23,6 +23,8 @@ import (
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/functions"
+	"github.com/paymeter/paymeter/internal/clock"
+	"github.com/paymeter/paymeter/internal/devtasks"
 	"github.com/paymeter/paymeter/internal/httpjson"
 	"github.com/paymeter/paymeter/tasks"
 )
@@ -117,8 +119,8 @@ type devServer struct {
 	catalog billing.Catalog
 	log     *slog.Logger
 	mux     *http.ServeMux
-	clock   *tasks.DevClock
-	local   *tasks.Local
+	clock   *clock.Dev
+	local   *devtasks.Queue
 	pay     devPayments
 	srv     *functions.Server
 }
@@ -137,10 +139,10 @@ type devPayments interface {
 
 func newDevServer(ctx context.Context, core *functions.Core, webDir string) (*devServer, error) {
 	cfg := core.Config
-	d := &devServer{cfg: cfg, catalog: core.Catalog, log: core.Log, mux: http.NewServeMux(), clock: tasks.NewDevClock()}
+	d := &devServer{cfg: cfg, catalog: core.Catalog, log: core.Log, mux: http.NewServeMux(), clock: clock.NewDev()}
 	var grant http.Handler // set below; the scheduler delivers to it
-	d.local = tasks.NewLocal(d.clock, func(ctx context.Context, t billing.GrantTask) error {
-		return tasks.DeliverHTTP(grant, cfg.TasksSecret)(ctx, t)
+	d.local = devtasks.New(d.clock, func(ctx context.Context, t billing.GrantTask) error {
+		return devtasks.DeliverHTTP(grant, cfg.TasksSecret)(ctx, t)
 	}, core.Log)
 
 	pay, webhookSecret, err := newPayments(ctx, cfg, d)
