@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -100,15 +101,37 @@ func Production(ctx context.Context, cfg config.Config, log *slog.Logger) ([]api
 	if err != nil {
 		return nil, fmt.Errorf("id token validator: %w", err)
 	}
-	if cfg.StripeSecretKey == "" || cfg.StripeWebhookSecret == "" {
-		return nil, fmt.Errorf("STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET must be set (from Secret Manager)")
+	// Only the functions that call Stripe mount its secrets (terraform/
+	// secrets.tf): without STRIPE_SECRET_KEY every Stripe call fails, and
+	// without STRIPE_WEBHOOK_SECRET the webhook refuses every event.
+	var stripe billing.Payments = noStripe{}
+	if cfg.StripeSecretKey != "" {
+		stripe = payments.New(payments.Config{SecretKey: cfg.StripeSecretKey, PublicURL: cfg.PublicURL})
 	}
-	stripe := payments.New(payments.Config{SecretKey: cfg.StripeSecretKey, PublicURL: cfg.PublicURL})
 	srv := core.Server(realClock{}, sched, stripe, cfg.StripeWebhookSecret)
 	guard := func(audience string) func(http.Handler) http.Handler {
 		return tasks.RequireOIDC(audience, cfg.TasksServiceAccount, validator, log)
 	}
 	return append(srv.Functions(), core.TaskFunctions(srv, guard)...), nil
+}
+
+// noStripe is the payment provider of a function that has no Stripe key.
+type noStripe struct{}
+
+var errNoStripe = errors.New("this function has no STRIPE_SECRET_KEY (terraform/secrets.tf mounts it only where Stripe is called)")
+
+func (noStripe) EnsureCustomer(context.Context, string, string) (string, error) {
+	return "", errNoStripe
+}
+func (noStripe) CheckoutSession(context.Context, billing.CheckoutRequest) (billing.Checkout, error) {
+	return billing.Checkout{}, errNoStripe
+}
+func (noStripe) CancelSubscriptions(context.Context, string) ([]string, error) {
+	return nil, errNoStripe
+}
+func (noStripe) PortalSession(context.Context, string) (string, error) { return "", errNoStripe }
+func (noStripe) Charge(context.Context, string) (billing.Charge, error) {
+	return billing.Charge{}, errNoStripe
 }
 
 type realClock struct{}
