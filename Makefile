@@ -75,7 +75,7 @@ FUZZTIME ?= 60s
 ## fuzz: every fuzz target for FUZZTIME each (their seed corpora run in make test)
 fuzz:
 	@set -e; for t in FuzzVerifyEvent FuzzSignedEventBody FuzzSignedEventFields; do go test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./payments; done; \
-	for t in FuzzMeterKey FuzzUserBodies FuzzWebhookDelivery; do go test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./api; done; \
+	for t in FuzzMeterKey FuzzUserBodies FuzzWebhookDelivery; do go test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./functions; done; \
 	go test -run '^$$' -fuzz '^FuzzClockAdvance$$' -fuzztime $(FUZZTIME) ./cmd/dev
 
 ## storm: the webhook storm alone, verbose (1,000 events, duplicates, shuffles, two SIGKILLs)

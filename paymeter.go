@@ -1,18 +1,18 @@
 // Package paymeter is the root of the source that Cloud Functions builds: it
-// reads the configuration once, wires the adapters and registers every
-// entry point (User, Meter, Checkout, Cancel, Portal, Webhook, TaskGrant,
-// TaskReconcile) with the Functions Framework. Each deployed function runs
-// this init, so it builds its clients once and never per request.
+// reads the configuration once and registers the entry point the instance
+// runs (FUNCTION_TARGET), from functions.Table, with the Functions
+// Framework. Each deployed function runs this init, so it builds its
+// clients once, never per request, and only those its entry point uses.
 package paymeter
 
 import (
 	"context"
 	"os"
 
-	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
+	framework "github.com/GoogleCloudPlatform/functions-framework-go/functions"
 
-	"github.com/paymeter/paymeter/app"
 	"github.com/paymeter/paymeter/config"
+	"github.com/paymeter/paymeter/functions"
 )
 
 func init() {
@@ -25,13 +25,13 @@ func init() {
 	if err != nil {
 		panic("paymeter: " + err.Error())
 	}
-	log := app.NewLogger(os.Stdout, cfg.LogFormat)
-	fns, err := app.Production(context.Background(), cfg, log)
+	log := functions.NewLogger(os.Stdout, cfg.LogFormat)
+	fns, err := functions.Production(context.Background(), cfg, log, os.Getenv("FUNCTION_TARGET"))
 	if err != nil {
 		log.Error("start", "err", err)
 		panic("paymeter: " + err.Error())
 	}
 	for _, f := range fns {
-		functions.HTTP(f.Name, f.Handler.ServeHTTP)
+		framework.HTTP(f.Name, f.Handler.ServeHTTP)
 	}
 }

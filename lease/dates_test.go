@@ -19,9 +19,7 @@ type walkStore interface {
 	lease.Store
 	billing.Meter
 	billing.History
-	Provision(ctx context.Context, id billing.Identity, now time.Time) (*billing.Account, bool, error)
-	UpdateAccount(ctx context.Context, uid string, fn func(*billing.Account) error) (*billing.Account, error)
-	CreateKey(ctx context.Context, hash string, key billing.APIKey) error
+	accountStore
 }
 
 // walkDays returns every day from first to last, inclusive, at a time of

@@ -34,9 +34,18 @@ func newStore(t *testing.T) *store.Store {
 	return store.New(client, billing.DefaultCatalog().Free())
 }
 
+// accountStore is what the tests set accounts up and read them back with:
+// store.Store and memstore.Store both have it.
+type accountStore interface {
+	Account(ctx context.Context, uid string) (*billing.Account, error)
+	Provision(ctx context.Context, id billing.Identity, now time.Time) (*billing.Account, bool, error)
+	UpdateAccount(ctx context.Context, uid string, fn func(*billing.Account) error) (*billing.Account, error)
+	CreateKey(ctx context.Context, hash string, key billing.APIKey) error
+}
+
 // account provisions uid with credits in all (its Free 50 and the rest as
 // an adjustment, or fewer than 50 by spending them) and returns a key hash.
-func account(t *testing.T, s *store.Store, uid string, credits int64) string {
+func account(t *testing.T, s accountStore, uid string, credits int64) string {
 	t.Helper()
 	ctx := context.Background()
 	now := time.Now()
@@ -63,7 +72,7 @@ func account(t *testing.T, s *store.Store, uid string, credits int64) string {
 	return hash
 }
 
-func balance(t *testing.T, s *store.Store, uid string) int64 {
+func balance(t *testing.T, s accountStore, uid string) int64 {
 	t.Helper()
 	a, err := s.Account(context.Background(), uid)
 	if err != nil {

@@ -56,27 +56,27 @@ func RequireOIDC(audience, serviceAccountEmail string, v TokenValidator, log *sl
 	log = orDiscard(log)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			token, ok := bearer(r)
+			token, ok := httpjson.Bearer(r)
 			if !ok {
-				refuse(w, log, "no bearer token")
+				refuse(w, r, log, "no bearer token")
 				return
 			}
 			c, err := tokenClaims(r.Context(), token, audience, v)
 			if err != nil {
-				refuse(w, log, "invalid token", "err", err)
+				refuse(w, r, log, "invalid token", "err", err)
 				return
 			}
 			switch {
 			case !googleIssuer(c.iss):
-				refuse(w, log, "token not issued by Google", "iss", c.iss)
+				refuse(w, r, log, "token not issued by Google", "iss", c.iss)
 			case c.aud != audience:
-				refuse(w, log, "token for another audience", "aud", c.aud)
+				refuse(w, r, log, "token for another audience", "aud", c.aud)
 			case !time.Now().Before(time.Unix(c.exp, 0)):
-				refuse(w, log, "token expired", "exp", c.exp)
+				refuse(w, r, log, "token expired", "exp", c.exp)
 			case !strings.EqualFold(c.email, serviceAccountEmail):
-				refuse(w, log, "token for another account", "email", c.email)
+				refuse(w, r, log, "token for another account", "email", c.email)
 			case !c.verified:
-				refuse(w, log, "token email not verified", "email", c.email)
+				refuse(w, r, log, "token email not verified", "email", c.email)
 			default:
 				next.ServeHTTP(w, r)
 			}
@@ -131,12 +131,6 @@ func verified(v any) bool {
 	return b
 }
 
-func bearer(r *http.Request) (string, bool) {
-	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	token = strings.TrimSpace(token)
-	return token, ok && strings.EqualFold(scheme, "Bearer") && token != ""
-}
-
 // RequireSecret returns middleware for local work that passes a request on
 // only if its X-Paymeter-Task-Secret header equals secret (compared in
 // constant time), else answers 401 unauthenticated. It panics if secret is
@@ -152,7 +146,7 @@ func RequireSecret(secret string) func(http.Handler) http.Handler {
 			// the lengths.
 			got := sha256.Sum256([]byte(r.Header.Get(SecretHeader)))
 			if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-				httpjson.Error(w, http.StatusUnauthorized, billing.CodeUnauthenticated, "missing or wrong task secret")
+				httpjson.Fail(w, r, nil, errWrongSecret)
 				return
 			}
 			next.ServeHTTP(w, r)
@@ -160,9 +154,14 @@ func RequireSecret(secret string) func(http.Handler) http.Handler {
 	}
 }
 
-func refuse(w http.ResponseWriter, log *slog.Logger, reason string, args ...any) {
+var (
+	errWrongSecret = billing.Errorf(billing.CodeUnauthenticated, "missing or wrong task secret")
+	errNoOIDC      = billing.Errorf(billing.CodeUnauthenticated, "a valid OIDC token for the tasks service account is required")
+)
+
+func refuse(w http.ResponseWriter, r *http.Request, log *slog.Logger, reason string, args ...any) {
 	log.Warn("task request refused: "+reason, args...)
-	httpjson.Error(w, http.StatusUnauthorized, billing.CodeUnauthenticated, "a valid OIDC token for the tasks service account is required")
+	httpjson.Fail(w, r, nil, errNoOIDC)
 }
 
 func orDiscard(log *slog.Logger) *slog.Logger {

@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/paymeter/paymeter/api"
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/devstripe"
+	"github.com/paymeter/paymeter/functions"
 	"github.com/paymeter/paymeter/tasks"
 )
 
@@ -36,8 +36,8 @@ func FuzzClockAdvance(f *testing.F) {
 		Webhook: http.NotFoundHandler(), Catalog: d.catalog, Clock: d.clock})
 	f.Cleanup(stand.Close)
 	d.pay = stand
-	d.api = &api.Server{Config: cfg, Catalog: d.catalog, Clock: d.clock, Log: log}
-	h := d.api.Wrap(http.HandlerFunc(d.advance))
+	d.srv = &functions.Server{Config: cfg, Catalog: d.catalog, Clock: d.clock, Log: log}
+	h := d.srv.Wrap(http.HandlerFunc(d.advance))
 	for _, b := range []string{`{"seconds":0}`, `{"seconds":3600}`, `{"seconds":-1}`, `{"seconds":1e3}`, `{"seconds":"60"}`,
 		`{"seconds":315400000}`, `{"seconds":9223372036854775807}`, `{}`, ``, `null`, `[]`, `{"seconds":1}{"seconds":2}`,
 		`{"seconds":1,"extra":true}`, "{\"seconds\":\xff}", `{"seconds":` + strings.Repeat("9", 5000) + `}`} {

@@ -20,10 +20,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/paymeter/paymeter/api"
-	"github.com/paymeter/paymeter/app"
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/config"
+	"github.com/paymeter/paymeter/functions"
+	"github.com/paymeter/paymeter/internal/httpjson"
 	"github.com/paymeter/paymeter/tasks"
 )
 
@@ -53,7 +53,7 @@ func run() error {
 	if cfg.TasksSecret == "" {
 		cfg.TasksSecret = randomHex(16) // only this process delivers tasks to itself
 	}
-	log := app.NewLogger(os.Stderr, cfg.LogFormat)
+	log := functions.NewLogger(os.Stderr, cfg.LogFormat)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -62,7 +62,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	core, err := app.NewCoreOn(ctx, cfg, log, client)
+	core, err := functions.NewCoreOn(ctx, cfg, log, client)
 	if err != nil {
 		return err
 	}
@@ -120,7 +120,7 @@ type devServer struct {
 	clock   *tasks.DevClock
 	local   *tasks.Local
 	pay     devPayments
-	api     *api.Server
+	srv     *functions.Server
 }
 
 // devPayments is the payment provider of the dev server and, for the
@@ -135,7 +135,7 @@ type devPayments interface {
 	Describe() string
 }
 
-func newDevServer(ctx context.Context, core *app.Core, webDir string) (*devServer, error) {
+func newDevServer(ctx context.Context, core *functions.Core, webDir string) (*devServer, error) {
 	cfg := core.Config
 	d := &devServer{cfg: cfg, catalog: core.Catalog, log: core.Log, mux: http.NewServeMux(), clock: tasks.NewDevClock()}
 	var grant http.Handler // set below; the scheduler delivers to it
@@ -148,19 +148,16 @@ func newDevServer(ctx context.Context, core *app.Core, webDir string) (*devServe
 		return nil, err
 	}
 	d.pay = pay
-	d.api = core.Server(d.clock, d.local, pay, webhookSecret)
-	guard := func(string) func(http.Handler) http.Handler { return tasks.RequireSecret(cfg.TasksSecret) }
-	fns := append(d.api.Functions(), core.TaskFunctions(d.api, guard)...)
+	d.srv = core.Server(d.clock, d.local, pay, webhookSecret)
+	d.srv.TaskGuard = func(string) func(http.Handler) http.Handler { return tasks.RequireSecret(cfg.TasksSecret) }
+	fns := d.srv.Functions()
 	for _, f := range fns {
-		for _, p := range f.Paths {
-			d.mux.Handle(p, f.Handler)
-		}
 		if f.Name == "TaskGrant" {
 			grant = f.Handler
 		}
 	}
-	d.mux.Handle("/api/", d.api.NotFound())
-	d.mux.Handle("POST /dev/clock/advance", d.api.Wrap(http.HandlerFunc(d.advance)))
+	d.srv.Mount(d.mux, fns)
+	d.mux.Handle("POST /dev/clock/advance", d.srv.Wrap(http.HandlerFunc(d.advance)))
 	if routes := pay.Routes(); routes != nil {
 		d.mux.Handle("/dev/", routes)
 	}
@@ -178,12 +175,12 @@ func (d *devServer) advance(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		Seconds int64 `json:"seconds"`
 	}
-	if err := api.Decode(r, &in); err != nil {
-		d.api.WriteError(w, r, err)
+	if err := httpjson.Decode(r, &in); err != nil {
+		d.srv.Fail(w, r, err)
 		return
 	}
 	if in.Seconds < 0 || in.Seconds > 10*366*24*3600 {
-		d.api.WriteError(w, r, billing.Errorf(billing.CodeBadRequest, `send {"seconds": N} with N from 0 to ten years`))
+		d.srv.Fail(w, r, billing.Errorf(billing.CodeBadRequest, `send {"seconds": N} with N from 0 to ten years`))
 		return
 	}
 	target := d.clock.Now().Add(time.Duration(in.Seconds) * time.Second)
@@ -194,15 +191,15 @@ func (d *devServer) advance(w http.ResponseWriter, r *http.Request) {
 		n, err := d.local.Advance(r.Context(), step)
 		ran += n
 		if err != nil {
-			d.api.WriteError(w, r, err)
+			d.srv.Fail(w, r, err)
 			return
 		}
 		if err := d.pay.AdvanceTo(r.Context(), d.clock.Now()); err != nil {
-			d.api.WriteError(w, r, err)
+			d.srv.Fail(w, r, err)
 			return
 		}
 	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"now": d.clock.Now().UTC(), "tasksRun": ran, "tasksPending": d.local.Len()})
+	httpjson.Write(w, http.StatusOK, map[string]any{"now": d.clock.Now().UTC(), "tasksRun": ran, "tasksPending": d.local.Len()})
 }
 
 func (d *devServer) banner() string {

@@ -2,6 +2,7 @@ package storm
 
 import (
 	"bytes"
+	"cloud.google.com/go/firestore"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,16 +16,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/paymeter/paymeter/app"
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/config"
+	"github.com/paymeter/paymeter/functions"
 	"github.com/paymeter/paymeter/internal/testclock"
 )
 
 // The server under test runs in a child process: this test binary started
 // again with STORM_SERVER=1, so that it can be killed with SIGKILL and
 // restarted on the same port. It serves every entry point as the dev server
-// and the deployed functions compose them (app.NewCore, Core.Server,
+// and the deployed functions compose them (functions.NewCore, Core.Server,
 // Functions) on the Firestore emulator, with three differences:
 //   - its payment provider is the test process's Stripe stand-in, reached
 //     over HTTP (rpcPayments), as a function reaches Stripe: the dev server's
@@ -65,22 +66,21 @@ func serve() error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", envNow, err)
 	}
-	log := app.NewLogger(os.Stderr, "text")
+	log := functions.NewLogger(os.Stderr, "text")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	core, err := app.NewCore(ctx, cfg, log)
+	client, err := firestore.NewClient(ctx, cfg.ProjectID)
+	if err != nil {
+		return err
+	}
+	core, err := functions.NewCoreOn(ctx, cfg, log, client)
 	if err != nil {
 		return err
 	}
 	pay := &rpcPayments{base: os.Getenv(envStripe), client: &http.Client{Timeout: 10 * time.Second}}
 	srv := core.Server(testclock.New(now), dropTasks{}, pay, cfg.StripeWebhookSecret)
 	mux := http.NewServeMux()
-	mux.Handle("/api/", srv.NotFound())
-	for _, f := range srv.Functions() {
-		for _, p := range f.Paths {
-			mux.Handle(p, f.Handler)
-		}
-	}
+	srv.Mount(mux, srv.Functions())
 	hs := &http.Server{Addr: "127.0.0.1:" + cfg.Port, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.ListenAndServe() }()

@@ -28,10 +28,10 @@ import (
 	"cloud.google.com/go/firestore"
 	"github.com/stripe/stripe-go/v76/webhook"
 
-	"github.com/paymeter/paymeter/api"
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/devstripe"
+	"github.com/paymeter/paymeter/functions"
 	"github.com/paymeter/paymeter/internal/emulator"
 	"github.com/paymeter/paymeter/internal/testclock"
 	"github.com/paymeter/paymeter/payments"
@@ -545,7 +545,7 @@ func referenceServer(t *testing.T, st *store.Store, pay billing.Payments, now ti
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &api.Server{Config: cfg, Catalog: billing.DefaultCatalog(), Accounts: st, History: st, Keys: st, Meter: st,
+	srv := &functions.Server{Config: cfg, Catalog: billing.DefaultCatalog(), Accounts: st, History: st, Keys: st, Meter: st,
 		Events: st, Scheduler: dropTasks{}, Payments: pay, Webhooks: payments.NewWebhook(whsec), Clock: testclock.New(now),
 		Random: rand.Reader, Log: slog.New(slog.DiscardHandler)}
 	r := &refServer{t: t, mux: http.NewServeMux()}

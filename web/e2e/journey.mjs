@@ -165,7 +165,10 @@ async function main() {
       await nav('Dashboard')
       await page.getByTestId('credits-total').filter({ hasText: /^0 credits$/ }).waitFor()
       // The chart counts the 50 calls just made on today's date, whatever the day of the month.
-      await page.locator('figure.chart figcaption').filter({ hasText: /^50 credits used in the last 30 days/ }).waitFor()
+      await page.waitForFunction(() => {
+        const bars = document.querySelectorAll('figure.chart rect.bar title')
+        return bars.length > 0 && / 50 credits$/.test(bars[bars.length - 1].textContent)
+      })
       await nav('Pricing')
       const basic = page.locator('[data-plan="Basic"]')
       await basic.getByRole('button', { name: /Subscribe monthly/ }).waitFor()

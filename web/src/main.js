@@ -1,5 +1,8 @@
 import { createApp } from 'vue'
 import App from './App.vue'
+import { applySignInRules, router } from './router.js'
+import { startSession } from './stores/session.js'
 import './style.css'
 
-createApp(App).mount('#app')
+startSession(applySignInRules)
+createApp(App).use(router).mount('#app')

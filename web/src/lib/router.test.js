@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest'
-import { matchRoute, redirectFor, safeNext } from './router.js'
+import { createMemoryHistory, createRouter } from 'vue-router'
+import { redirectFor, routeRecords, safeNext, searchOf } from './router.js'
 import { readConfig } from './config.js'
+
+// The app's route table in Vue Router, as src/router.js builds it (the views stubbed).
+const router = createRouter({ history: createMemoryHistory(), routes: routeRecords(() => ({ render: () => null })) })
+const matchRoute = (p) => router.resolve(p)
 
 describe('matchRoute', () => {
   it.each([
@@ -12,6 +17,14 @@ describe('matchRoute', () => {
     ['/nope', 'not-found'],
     ['', 'home'],
   ])('%s', (p, name) => expect(matchRoute(p).name).toBe(name))
+})
+
+describe('searchOf', () => {
+  it.each([
+    ['/checkout/success?session_id=cs_1', '?session_id=cs_1'],
+    ['/signin?next=%2Fkeys#top', '?next=%2Fkeys'],
+    ['/keys', ''],
+  ])('%s', (p, want) => expect(searchOf(matchRoute(p))).toBe(want))
 })
 
 describe('redirectFor', () => {

@@ -98,17 +98,18 @@ func (c Config) withDefaults() Config {
 }
 
 // errClosed answers calls that arrive after Close.
-var errClosed = billing.Errorf(billing.CodeUnavailable, "try again shortly")
+var errClosed = fmt.Errorf("lease manager closed: %w", billing.ErrUnavailable)
 
 // errNotRecorded answers calls whose use could not be recorded.
-var errNotRecorded = billing.Errorf(billing.CodeUnavailable, "try again shortly")
+var errNotRecorded = fmt.Errorf("use not recorded: %w", billing.ErrUnavailable)
 
 // Manager serves billing.Meter from leases. It is safe for concurrent use.
 type Manager struct {
-	st    Store
-	cfg   Config
-	clock billing.Clock
-	log   *slog.Logger
+	st     Store
+	cfg    Config
+	blocks blockSizer
+	clock  billing.Clock
+	log    *slog.Logger
 
 	keyMu sync.Mutex
 	keys  map[string]keyEntry
@@ -138,30 +139,6 @@ type queued struct {
 
 var _ billing.Meter = (*Manager)(nil)
 
-type keyEntry struct {
-	uid      string
-	err      error
-	until    time.Time
-	lastUsed time.Time // as stored, or as this instance last wrote it
-}
-
-// keyTouchInterval bounds how often a lease writes a key's lastUsedAt.
-const keyTouchInterval = time.Minute
-
-// touch returns hash if its key's lastUsedAt is older than
-// keyTouchInterval, noting that it is being written, and "" otherwise.
-func (m *Manager) touch(hash string, now time.Time) string {
-	m.keyMu.Lock()
-	defer m.keyMu.Unlock()
-	e, ok := m.keys[hash]
-	if !ok || now.Sub(e.lastUsed) < keyTouchInterval {
-		return ""
-	}
-	e.lastUsed = now
-	m.keys[hash] = e
-	return hash
-}
-
 // account is one account's leases on this instance.
 type account struct {
 	uid string
@@ -179,6 +156,17 @@ type account struct {
 type take struct {
 	done chan struct{}
 	err  error
+}
+
+// wait returns the take's error once it is done, or ctx's error as soon as
+// ctx is done.
+func (t *take) wait(ctx context.Context) error {
+	select {
+	case <-t.done:
+		return t.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // held is a lease on this instance.
@@ -207,8 +195,9 @@ func New(st Store, clock billing.Clock, cfg Config, log *slog.Logger) *Manager {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	m := &Manager{st: st, cfg: cfg.withDefaults(), clock: clock, log: log,
-		keys: map[string]keyEntry{}, accounts: map[string]*account{}, stop: make(chan struct{}), more: make(chan struct{}, 1)}
+	cfg = cfg.withDefaults()
+	m := &Manager{st: st, cfg: cfg, clock: clock, log: log, keys: map[string]keyEntry{}, accounts: map[string]*account{},
+		stop: make(chan struct{}), more: make(chan struct{}, 1), blocks: blockSizer{min: cfg.MinBlock, max: cfg.MaxBlock, ttl: cfg.TTL}}
 	m.janitor.Add(1)
 	go m.sweep()
 	return m
@@ -278,24 +267,14 @@ func (m *Manager) DebitKey(ctx context.Context, hash string, cost int64, now tim
 		}
 		if t := a.taking; t != nil {
 			a.mu.Unlock()
-			select {
-			case <-t.done:
-			case <-ctx.Done():
-				return 0, ctx.Err()
-			}
-			if t.err != nil {
-				return 0, t.err
+			if err := t.wait(ctx); err != nil {
+				return 0, err
 			}
 			continue
 		}
 		t := &take{done: make(chan struct{})}
 		a.taking = t
-		want := max(a.block, cost)
-		if a.seen {
-			// Leave half the balance to the other instances, so that none
-			// answers 402 while another holds most of the credits.
-			want = min(want, max(cost, a.balance/2))
-		}
+		want := a.want(cost)
 		a.mu.Unlock()
 		// The take goes on if this caller gives up: the calls waiting on it
 		// still need the lease.
@@ -311,13 +290,8 @@ func (m *Manager) DebitKey(ctx context.Context, hash string, cost int64, now tim
 			t.err = m.takeLease(a, hash, want, now)
 			close(t.done)
 		}()
-		select {
-		case <-t.done:
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		}
-		if t.err != nil {
-			return 0, t.err
+		if err := t.wait(ctx); err != nil {
+			return 0, err
 		}
 	}
 }
@@ -349,133 +323,6 @@ func (m *Manager) admit(a *account, h *held, cost int64, now time.Time) *call {
 	default:
 	}
 	return c
-}
-
-// part is one lease's share of a flush.
-type part struct {
-	queued
-	calls []*call
-	use   store.LeaseUse
-}
-
-// maxLeasesPerCommit keeps a commit within Firestore's 500 writes (a lease
-// document and a usage document each).
-const maxLeasesPerCommit = 200
-
-// flush records the calls admitted on every lease, one commit per round,
-// and answers them, until none are left; retired leases are then returned.
-func (m *Manager) flush() {
-	defer m.work.Done()
-	for {
-		m.linger()
-		m.fmu.Lock()
-		batch := m.dirty
-		m.dirty = nil
-		if len(batch) == 0 {
-			m.flushing = false
-			m.fmu.Unlock()
-			return
-		}
-		m.fmu.Unlock()
-
-		parts := make([]part, 0, len(batch))
-		var n int64
-		for _, q := range batch {
-			q.a.mu.Lock()
-			q.h.queued = false
-			if calls := q.h.pending; len(calls) > 0 {
-				q.h.pending = nil
-				q.h.inFlush = true
-				parts = append(parts, part{queued: q, calls: calls, use: store.LeaseUse{UID: q.a.uid, ID: q.h.lease.ID,
-					Used: q.h.used, Delta: q.h.used - q.h.recorded}})
-				n += int64(len(calls))
-			}
-			q.a.mu.Unlock()
-		}
-		m.pending.Add(-n)
-		m.peak = max(n, m.peak*7/8) // decays to 1: a lone caller never waits
-
-		errs := m.record(parts)
-		for i, p := range parts {
-			err := errs[i]
-			p.a.mu.Lock()
-			p.h.inFlush = false
-			if err == nil {
-				p.h.recorded = p.use.Used
-			} else {
-				// Whether or not the commit landed, the lease document has
-				// the truth that settlement reads; stop spending this lease.
-				m.log.Warn("lease: record use", "uid", p.a.uid, "lease", p.h.lease.ID, "calls", len(p.calls), "err", err)
-				m.retire(p.a, p.h)
-				err = errNotRecorded
-			}
-			m.returnIfDone(p.a, p.h)
-			p.a.mu.Unlock()
-			for _, c := range p.calls {
-				c.done <- err
-			}
-		}
-	}
-}
-
-// record commits the parts' use, maxLeasesPerCommit leases a commit, and
-// returns each part's error. A commit refused because one of its leases was
-// settled meanwhile is retried lease by lease, so that the others' calls
-// are recorded.
-func (m *Manager) record(parts []part) []error {
-	errs := make([]error, len(parts))
-	for lo := 0; lo < len(parts); lo += maxLeasesPerCommit {
-		hi := min(lo+maxLeasesPerCommit, len(parts))
-		uses := make([]store.LeaseUse, 0, hi-lo)
-		for _, p := range parts[lo:hi] {
-			uses = append(uses, p.use)
-		}
-		err := m.commit(uses)
-		if errors.Is(err, store.ErrLeaseGone) && len(uses) > 1 {
-			for i := range uses {
-				errs[lo+i] = m.commit(uses[i : i+1])
-			}
-			continue
-		}
-		for i := lo; i < hi; i++ {
-			errs[i] = err
-		}
-	}
-	return errs
-}
-
-func (m *Manager) commit(uses []store.LeaseUse) error {
-	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.Timeout)
-	defer cancel()
-	return m.st.RecordLeaseUses(ctx, uses, m.clock.Now())
-}
-
-// linger waits, up to the configured time, until as many calls are pending
-// as the largest recent flush held.
-func (m *Manager) linger() {
-	if m.cfg.Linger <= 0 {
-		return
-	}
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
-	for {
-		n := m.pending.Load()
-		if n == 0 || n >= m.peak {
-			return
-		}
-		if timer == nil {
-			timer = time.NewTimer(m.cfg.Linger)
-		}
-		select {
-		case <-m.more:
-		case <-timer.C:
-			return
-		}
-	}
 }
 
 // takeLease takes a block of want credits for a and makes it current.
@@ -514,113 +361,6 @@ func (m *Manager) takeLease(a *account, hash string, want int64, now time.Time) 
 	return nil
 }
 
-// retire stops h admitting calls and returns it once its flushes are done,
-// adapting a's block size to how fast h was spent. a.mu is held.
-func (m *Manager) retire(a *account, h *held) {
-	if h.retired {
-		return
-	}
-	h.retired = true
-	if a.cur == h {
-		a.cur = nil
-	}
-	lasted := max(h.lastUse.Sub(h.lease.TakenAt), time.Millisecond)
-	switch {
-	case h.used*2 >= h.lease.Amount && h.lease.Amount >= a.block:
-		// Double while the recent rate would spend the block within half a
-		// lease lifetime: a fast key reaches its size in one step.
-		rate := float64(h.used) / lasted.Seconds()
-		for a.block < m.cfg.MaxBlock && rate*(m.cfg.TTL/2).Seconds() > float64(a.block) {
-			a.block = min(a.block*2, m.cfg.MaxBlock)
-		}
-	case h.used*2 < h.lease.Amount:
-		a.block = max(a.block/2, m.cfg.MinBlock)
-	}
-	m.returnIfDone(a, h)
-}
-
-// returnIfDone returns h once it is retired and its calls are recorded.
-// a.mu is held.
-func (m *Manager) returnIfDone(a *account, h *held) {
-	if !h.retired || h.returned || h.queued || h.inFlush || len(h.pending) > 0 {
-		return
-	}
-	h.returned = true
-	m.work.Add(1)
-	go func() {
-		defer m.work.Done()
-		m.giveBack(a, h)
-	}()
-}
-
-// giveBack settles h in one transaction, with the spent leases not yet
-// settled; if that fails the leases expire and the next account
-// transaction settles them. A lease spent to the last credit gives nothing
-// back: it waits for the next return (or Close, or its expiry), which saves
-// a transaction per block under load.
-func (m *Manager) giveBack(a *account, h *held) {
-	defer close(h.back)
-	a.mu.Lock()
-	if h.lease.Amount == h.recorded && !m.closed.Load() {
-		a.spent = append(a.spent, h.lease.ID)
-		a.mu.Unlock()
-		return
-	}
-	ids := append([]string{h.lease.ID}, a.spent...)
-	a.spent = nil
-	a.mu.Unlock()
-	m.settle(a, ids)
-}
-
-func (m *Manager) settle(a *account, ids []string) {
-	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.Timeout)
-	defer cancel()
-	balance, err := m.st.ReturnLease(ctx, a.uid, m.clock.Now(), ids...)
-	if err != nil {
-		m.log.Warn("lease: return", "uid", a.uid, "leases", ids, "err", err)
-		return
-	}
-	a.mu.Lock()
-	if a.cur == nil {
-		a.balance = balance
-	}
-	a.mu.Unlock()
-}
-
-// owner returns the uid that owns the key hashed as hash, from the cache
-// when it is fresh.
-func (m *Manager) owner(ctx context.Context, hash string, now time.Time) (string, error) {
-	m.keyMu.Lock()
-	e, ok := m.keys[hash]
-	m.keyMu.Unlock()
-	if ok && now.Before(e.until) {
-		return e.uid, e.err
-	}
-	ctx, cancel := context.WithTimeout(ctx, m.cfg.Timeout)
-	defer cancel()
-	key, err := m.st.Key(ctx, hash)
-	switch {
-	case errors.Is(err, billing.ErrInvalidAPIKey):
-		e = keyEntry{err: billing.ErrInvalidAPIKey, until: now.Add(m.cfg.NegativeKeyTTL)}
-	case err != nil:
-		return "", err
-	case key.Revoked:
-		e = keyEntry{err: billing.ErrInvalidAPIKey, until: now.Add(m.cfg.KeyTTL)}
-	default:
-		e = keyEntry{uid: key.UID, until: now.Add(m.cfg.KeyTTL), lastUsed: key.LastUsedAt}
-	}
-	m.keyMu.Lock()
-	if len(m.keys) >= maxCachedKeys {
-		clear(m.keys)
-	}
-	m.keys[hash] = e
-	m.keyMu.Unlock()
-	return e.uid, e.err
-}
-
-// maxCachedKeys bounds the key cache; past it the cache starts again.
-const maxCachedKeys = 100_000
-
 func (m *Manager) account(uid string) (*account, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -633,33 +373,6 @@ func (m *Manager) account(uid string) (*account, error) {
 		m.accounts[uid] = a
 	}
 	return a, nil
-}
-
-// sweep returns idle and nearly expired leases, and forgets idle accounts.
-func (m *Manager) sweep() {
-	defer m.janitor.Done()
-	tick := time.NewTicker(min(m.cfg.Idle/2, time.Second))
-	defer tick.Stop()
-	for {
-		select {
-		case <-m.stop:
-			return
-		case <-tick.C:
-		}
-		now := m.clock.Now()
-		m.mu.Lock()
-		for uid, a := range m.accounts {
-			a.mu.Lock()
-			if h := a.cur; h != nil && (now.Sub(h.lastUse) >= m.cfg.Idle || !now.Before(h.usableUntil)) {
-				m.retire(a, h)
-			}
-			if a.cur == nil && a.taking == nil && len(a.spent) == 0 && now.Sub(a.lastUsed) > 10*m.cfg.Idle {
-				delete(m.accounts, uid) // its block size starts again
-			}
-			a.mu.Unlock()
-		}
-		m.mu.Unlock()
-	}
 }
 
 // Close stops admitting calls, waits for the calls admitted to be recorded

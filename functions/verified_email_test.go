@@ -1,4 +1,4 @@
-package api_test
+package functions_test
 
 import (
 	"bytes"
@@ -13,10 +13,10 @@ import (
 
 	"cloud.google.com/go/firestore"
 
-	"github.com/paymeter/paymeter/api"
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/firebaseauth"
+	"github.com/paymeter/paymeter/functions"
 	"github.com/paymeter/paymeter/internal/emulator"
 	"github.com/paymeter/paymeter/internal/memstore"
 	"github.com/paymeter/paymeter/internal/testclock"
@@ -24,7 +24,7 @@ import (
 )
 
 // newHarnessAuth is newHarness with auth verifying tokens, and the store
-// opening accounts as REQUIRE_VERIFIED_EMAIL in env asks, as app/ wires it.
+// opening accounts as REQUIRE_VERIFIED_EMAIL in env asks, as wiring.go wires it.
 func newHarnessAuth(t *testing.T, env map[string]string, auth billing.TokenVerifier) *harness {
 	t.Helper()
 	emulator.Firestore(t)
@@ -41,15 +41,10 @@ func newHarnessAuth(t *testing.T, env map[string]string, auth billing.TokenVerif
 	st := store.New(client, cat.Free())
 	st.RequireVerifiedEmail(cfg.RequireVerifiedEmail)
 	h := &harness{t: t, mux: http.NewServeMux(), store: st, sched: &scheduled{}, logs: &bytes.Buffer{}}
-	srv := &api.Server{Config: cfg, Catalog: cat, Accounts: st, History: st, Keys: st, Meter: st, Events: st,
+	srv := &functions.Server{Config: cfg, Catalog: cat, Accounts: st, History: st, Keys: st, Meter: st, Events: st,
 		Scheduler: h.sched, Auth: auth, Clock: testclock.New(t0), Random: rand.Reader,
 		Log: slog.New(slog.NewTextHandler(h.logs, nil))}
-	h.mux.Handle("/api/", srv.NotFound())
-	for _, f := range srv.Functions() {
-		for _, p := range f.Paths {
-			h.mux.Handle(p, f.Handler)
-		}
-	}
+	srv.Mount(h.mux, srv.Functions())
 	return h
 }
 

@@ -1,4 +1,4 @@
-package api_test
+package functions_test
 
 import (
 	"bytes"
@@ -18,10 +18,10 @@ import (
 
 	"github.com/stripe/stripe-go/v76/webhook"
 
-	"github.com/paymeter/paymeter/api"
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/devstripe"
+	"github.com/paymeter/paymeter/functions"
 	"github.com/paymeter/paymeter/internal/memstore"
 	"github.com/paymeter/paymeter/internal/testclock"
 	"github.com/paymeter/paymeter/payments"
@@ -34,7 +34,7 @@ import (
 // iteration takes microseconds. The seeds run as plain tests in
 // `go test ./...`; a longer run is
 //
-//	go test -run '^$' -fuzz '^FuzzMeterKey$' -fuzztime 60s ./api
+//	go test -run '^$' -fuzz '^FuzzMeterKey$' -fuzztime 60s ./functions
 //
 // and likewise for FuzzUserBodies and FuzzWebhookDelivery.
 
@@ -151,16 +151,11 @@ func newFuzzServer(tb testing.TB) *fuzzServer {
 	fs.dev = devstripe.New(devstripe.Config{PublicURL: "http://paymeter.test", WebhookSecret: fzWhsec, Webhook: fs.mux,
 		Catalog: billing.DefaultCatalog(), Clock: clk, Random: mrand.NewChaCha8([32]byte{'a', 'p', 'i'}), Wait: time.Second})
 	tb.Cleanup(fs.dev.Close)
-	srv := &api.Server{Config: cfg, Catalog: billing.DefaultCatalog(), Accounts: st, History: st, Keys: fs.keys,
+	srv := &functions.Server{Config: cfg, Catalog: billing.DefaultCatalog(), Accounts: st, History: st, Keys: fs.keys,
 		Meter: fs.keys, Events: st, Scheduler: &scheduled{}, Payments: fs.dev, Webhooks: payments.NewWebhook(fzWhsec),
 		Auth: tokens{}, Clock: clk, Random: rand.Reader,
 		Log: slog.New(slog.NewTextHandler(lockedWriter{&fs.logsMux, fs.logs}, &slog.HandlerOptions{Level: slog.LevelError}))}
-	fs.mux.Handle("/api/", srv.NotFound())
-	for _, f := range srv.Functions() {
-		for _, p := range f.Paths {
-			fs.mux.Handle(p, f.Handler)
-		}
-	}
+	srv.Mount(fs.mux, srv.Functions())
 	fs.mux.Handle("/dev/", fs.dev.Routes())
 
 	mustDo := func(status int, method, path, body string, hdr ...string) map[string]any {

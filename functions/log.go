@@ -1,7 +1,7 @@
 // Package app wires Paymeter together: it builds the adapters from the
 // configuration once and returns every Cloud Functions entry point, for
 // production (the root package) and for the dev server (cmd/dev).
-package app
+package functions
 
 import (
 	"io"

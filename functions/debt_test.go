@@ -1,4 +1,4 @@
-package api_test
+package functions_test
 
 import (
 	"bytes"
@@ -13,10 +13,10 @@ import (
 
 	"cloud.google.com/go/firestore"
 
-	"github.com/paymeter/paymeter/api"
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/devstripe"
+	"github.com/paymeter/paymeter/functions"
 	"github.com/paymeter/paymeter/internal/emulator"
 	"github.com/paymeter/paymeter/internal/testclock"
 	"github.com/paymeter/paymeter/lease"
@@ -60,15 +60,10 @@ func meteredWorld(t *testing.T, st *store.Store, meter billing.Meter) *world {
 		Catalog: billing.DefaultCatalog(), Clock: w.clock})
 	t.Cleanup(w.dev.Close)
 	w.pay = &countingPayments{Payments: w.dev}
-	srv := &api.Server{Config: cfg, Catalog: billing.DefaultCatalog(), Accounts: st, History: st, Keys: st, Meter: meter,
+	srv := &functions.Server{Config: cfg, Catalog: billing.DefaultCatalog(), Accounts: st, History: st, Keys: st, Meter: meter,
 		Events: st, Scheduler: w.sched, Payments: w.pay, Webhooks: payments.NewWebhook(whsec), Auth: tokens{}, Clock: w.clock,
 		Random: rand.Reader, Log: slog.New(slog.NewTextHandler(w.logs, nil))}
-	w.mux.Handle("/api/", srv.NotFound())
-	for _, f := range srv.Functions() {
-		for _, p := range f.Paths {
-			w.mux.Handle(p, f.Handler)
-		}
-	}
+	srv.Mount(w.mux, srv.Functions())
 	w.mux.Handle("POST /api/tasks/grant", tasks.NewGrantHandler(st, w.sched, w.clock, billing.DefaultCatalog().Free(), nil))
 	w.mux.Handle("/dev/", w.dev.Routes())
 	return w

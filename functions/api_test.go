@@ -1,4 +1,4 @@
-package api_test
+package functions_test
 
 import (
 	"bytes"
@@ -17,9 +17,9 @@ import (
 
 	"cloud.google.com/go/firestore"
 
-	"github.com/paymeter/paymeter/api"
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/config"
+	"github.com/paymeter/paymeter/functions"
 	"github.com/paymeter/paymeter/internal/emulator"
 	"github.com/paymeter/paymeter/internal/testclock"
 	"github.com/paymeter/paymeter/store"
@@ -79,15 +79,10 @@ func newHarness(t *testing.T, env map[string]string) *harness {
 	cat := billing.DefaultCatalog()
 	st := store.New(client, cat.Free())
 	h := &harness{t: t, mux: http.NewServeMux(), store: st, sched: &scheduled{}, logs: &bytes.Buffer{}}
-	srv := &api.Server{Config: cfg, Catalog: cat, Accounts: st, History: st, Keys: st, Meter: st, Events: st,
+	srv := &functions.Server{Config: cfg, Catalog: cat, Accounts: st, History: st, Keys: st, Meter: st, Events: st,
 		Scheduler: h.sched, Auth: tokens{}, Clock: testclock.New(t0), Random: rand.Reader,
 		Log: slog.New(slog.NewTextHandler(h.logs, nil))}
-	h.mux.Handle("/api/", srv.NotFound())
-	for _, f := range srv.Functions() {
-		for _, p := range f.Paths {
-			h.mux.Handle(p, f.Handler)
-		}
-	}
+	srv.Mount(h.mux, srv.Functions())
 	return h
 }
 
@@ -336,9 +331,9 @@ func TestUsageAndLedger(t *testing.T) {
 }
 
 func TestCORSOnlyForConfiguredOrigins(t *testing.T) {
-	h := newHarness(t, map[string]string{"CORS_ORIGINS": "https://app.example.com"})
-	ok := h.do("OPTIONS", "/api/meter", "", "Origin", "https://app.example.com", "Access-Control-Request-Method", "POST")
-	if ok.status != 204 || ok.header.Get("Access-Control-Allow-Origin") != "https://app.example.com" {
+	h := newHarness(t, map[string]string{"CORS_ORIGINS": "https://functions.example.com"})
+	ok := h.do("OPTIONS", "/api/meter", "", "Origin", "https://functions.example.com", "Access-Control-Request-Method", "POST")
+	if ok.status != 204 || ok.header.Get("Access-Control-Allow-Origin") != "https://functions.example.com" {
 		t.Fatalf("preflight from the configured origin: %d %v", ok.status, ok.header)
 	}
 	for _, res := range []response{

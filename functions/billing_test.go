@@ -1,4 +1,4 @@
-package api_test
+package functions_test
 
 import (
 	"bytes"
@@ -20,10 +20,10 @@ import (
 	"cloud.google.com/go/firestore"
 	"github.com/stripe/stripe-go/v76/webhook"
 
-	"github.com/paymeter/paymeter/api"
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/devstripe"
+	"github.com/paymeter/paymeter/functions"
 	"github.com/paymeter/paymeter/internal/emulator"
 	"github.com/paymeter/paymeter/internal/memstore"
 	"github.com/paymeter/paymeter/internal/testclock"
@@ -117,15 +117,10 @@ func newWorld(t testing.TB, st backend, deliver bool, sched ...billing.Scheduler
 	if len(sched) > 0 {
 		scheduler = sched[0]
 	}
-	srv := &api.Server{Config: cfg, Catalog: billing.DefaultCatalog(), Accounts: st, History: st, Events: st,
+	srv := &functions.Server{Config: cfg, Catalog: billing.DefaultCatalog(), Accounts: st, History: st, Events: st,
 		Scheduler: scheduler, Payments: w.pay, Webhooks: payments.NewWebhook(whsec), Auth: tokens{}, Clock: w.clock,
 		Random: rand.Reader, Log: slog.New(slog.NewTextHandler(w.logs, nil))}
-	w.mux.Handle("/api/", srv.NotFound())
-	for _, f := range srv.Functions() {
-		for _, p := range f.Paths {
-			w.mux.Handle(p, f.Handler)
-		}
-	}
+	srv.Mount(w.mux, srv.Functions())
 	w.mux.Handle("/dev/", w.dev.Routes())
 	return w
 }

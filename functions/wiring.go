@@ -1,0 +1,136 @@
+package functions
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"google.golang.org/api/idtoken"
+
+	"github.com/paymeter/paymeter/billing"
+	"github.com/paymeter/paymeter/config"
+	"github.com/paymeter/paymeter/firebaseauth"
+	"github.com/paymeter/paymeter/lease"
+	"github.com/paymeter/paymeter/payments"
+	"github.com/paymeter/paymeter/store"
+	"github.com/paymeter/paymeter/tasks"
+)
+
+// Core is what every deployment shares: the catalog, the Firestore store and
+// the ID token verifier.
+type Core struct {
+	Config  config.Config
+	Catalog billing.Catalog
+	Store   *store.Store
+	Auth    billing.TokenVerifier
+	Log     *slog.Logger
+	// Leases serves the metered API with METER_MODE=lease, once Server has
+	// made it; Close it at shutdown to give its credits back at once.
+	Leases *lease.Manager
+}
+
+// NewCoreOn connects to Firebase Auth and returns the core on a Firestore
+// client of the caller's (the dev server counts its RPCs). Both use their
+// emulators when FIRESTORE_EMULATOR_HOST and FIREBASE_AUTH_EMULATOR_HOST
+// are set.
+func NewCoreOn(ctx context.Context, cfg config.Config, log *slog.Logger, client *firestore.Client) (*Core, error) {
+	return newCore(ctx, cfg, log, client, true)
+}
+
+func newCore(ctx context.Context, cfg config.Config, log *slog.Logger, client *firestore.Client, withAuth bool) (*Core, error) {
+	catalog := billing.DefaultCatalog()
+	st := store.New(client, catalog.Free())
+	st.RequireVerifiedEmail(cfg.RequireVerifiedEmail)
+	c := &Core{Config: cfg, Catalog: catalog, Store: st, Log: log}
+	if withAuth {
+		verifier, err := firebaseauth.New(ctx, cfg.ProjectID)
+		if err != nil {
+			return nil, err
+		}
+		c.Auth = verifier
+	}
+	return c, nil
+}
+
+// Server returns the API server on c with the given clock, scheduler and
+// payment provider.
+func (c *Core) Server(clock billing.Clock, sched billing.Scheduler, pay billing.Payments, webhookSecret string) *Server {
+	var meter billing.Meter = c.Store
+	if c.Config.MeterMode == "lease" && c.Leases == nil {
+		c.Leases = lease.New(c.Store, clock, lease.Config{TTL: c.Config.LeaseTTL, Idle: c.Config.LeaseIdle,
+			MaxBlock: c.Config.LeaseMaxBlock, KeyTTL: c.Config.KeyCacheTTL}, c.Log)
+	}
+	if c.Leases != nil {
+		meter = c.Leases
+	}
+	return &Server{Config: c.Config, Catalog: c.Catalog, Accounts: c.Store, History: c.Store, Keys: c.Store,
+		Meter: meter, Events: c.Store, Scheduler: sched, Payments: pay, Webhooks: payments.NewWebhook(webhookSecret),
+		Auth: c.Auth, Clock: clock, Random: rand.Reader, Log: c.Log, Tasks: c.Store}
+}
+
+// Production returns the entry point named target as deployed, or every
+// one when target is "", building only the clients they need (Entry.Needs):
+// Firestore always; Firebase Auth, Stripe, Cloud Tasks and Google's ID
+// token validator only where used, so that the Meter, say, starts without
+// a Stripe or Cloud Tasks client.
+func Production(ctx context.Context, cfg config.Config, log *slog.Logger, target string) ([]Function, error) {
+	var needs Needs
+	for _, e := range Table {
+		if target == "" || e.Name == target {
+			needs = Needs{Auth: needs.Auth || e.Needs.Auth, Payments: needs.Payments || e.Needs.Payments,
+				Webhook: needs.Webhook || e.Needs.Webhook, Scheduler: needs.Scheduler || e.Needs.Scheduler, OIDC: needs.OIDC || e.Needs.OIDC}
+		}
+	}
+	if _, ok := Lookup(target); target != "" && !ok {
+		return nil, fmt.Errorf("FUNCTION_TARGET %q is no entry point of functions.Table", target)
+	}
+	client, err := firestore.NewClient(ctx, cfg.ProjectID)
+	if err != nil {
+		return nil, fmt.Errorf("firestore client: %w", err)
+	}
+	core, err := newCore(ctx, cfg, log, client, needs.Auth)
+	if err != nil {
+		return nil, err
+	}
+	var sched billing.Scheduler
+	if needs.Scheduler {
+		ct, err := tasks.NewCloudTasks(ctx, tasks.CloudTasksConfig{Queue: cfg.TasksQueue, GrantURL: cfg.TasksGrantURL,
+			ServiceAccount: cfg.TasksServiceAccount, Audience: cfg.TasksAudience})
+		if err != nil {
+			return nil, err
+		}
+		sched = ct
+	}
+	var pay billing.Payments
+	// Terraform mounts each Stripe secret only where it is needed
+	// (terraform/functions.tf): the key where Stripe is called, the signing
+	// secret on the webhook.
+	if needs.Payments {
+		if cfg.StripeSecretKey == "" {
+			return nil, fmt.Errorf("STRIPE_SECRET_KEY must be set (from Secret Manager)")
+		}
+		pay = payments.New(payments.Config{SecretKey: cfg.StripeSecretKey, PublicURL: cfg.PublicURL})
+	}
+	if needs.Webhook && cfg.StripeWebhookSecret == "" {
+		return nil, fmt.Errorf("STRIPE_WEBHOOK_SECRET must be set (from Secret Manager)")
+	}
+	srv := core.Server(realClock{}, sched, pay, cfg.StripeWebhookSecret)
+	if needs.OIDC {
+		validator, err := idtoken.NewValidator(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("id token validator: %w", err)
+		}
+		srv.TaskGuard = func(audience string) func(http.Handler) http.Handler {
+			return tasks.RequireOIDC(audience, cfg.TasksServiceAccount, validator, log)
+		}
+	}
+	return srv.Functions(target), nil
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
