@@ -55,4 +55,16 @@ if [ ! -f web/dist/index.html ]; then
 	rm -f /tmp/paymeter-rehearse-web.$$.log
 fi
 
-go run ./cmd/rehearse "${args[@]+"${args[@]}"}"
+# Built, then run as a child that gets our INT/TERM, so that it ends the
+# processes it started (go run would not pass the signal on).
+bin_dir=$(mktemp -d)
+go build -o "$bin_dir/rehearse" ./cmd/rehearse
+"$bin_dir/rehearse" "${args[@]+"${args[@]}"}" &
+pid=$!
+trap 'kill -TERM "$pid" 2>/dev/null || true' INT TERM
+rc=0
+wait "$pid" || rc=$?
+# A trapped signal interrupts the first wait: wait for the child to finish.
+if kill -0 "$pid" 2>/dev/null; then wait "$pid" || rc=$?; fi
+rm -rf "$bin_dir"
+exit "$rc"

@@ -91,6 +91,14 @@ func main() {
 	keep := flag.Bool("keep", false, "keep the temporary directory (logs, build)")
 	flag.Parse()
 	r := &rehearsal{out: os.Stdout, ci: os.Getenv("CI") == "true"}
+	// Interrupted (or done serving): end every process started, then exit.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sig
+		r.stop()
+		os.Exit(130)
+	}()
 	code := r.run(*serve)
 	r.stop()
 	if *keep || code != 0 {
@@ -140,9 +148,7 @@ func (r *rehearsal) run(serve bool) int {
 	r.say("every check passed")
 	if serve {
 		fmt.Fprintf(r.out, "Paymeter rehearsal running at %s\n", r.site)
-		sig := make(chan os.Signal, 1)
-		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-		<-sig
+		select {} // until a signal
 	}
 	return 0
 }
