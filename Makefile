@@ -5,7 +5,7 @@ PORT ?= 8000
 export GOFLAGS ?= -buildvcs=false
 
 .PHONY: help dev test check test-go test-terraform test-web test-e2e web-build emulators emulators-stop \
-	bench plans-sync plans-dry-run deploy-source deploy deploy-web destroy fuzz storm load
+	bench rehearse plans-sync plans-dry-run deploy-source deploy deploy-web destroy fuzz storm load
 
 ## dev: start the emulators, build the web app and serve everything on http://localhost:$(PORT)
 dev:
@@ -34,6 +34,10 @@ test-web:
 ## test-e2e: the web app's tests and the end-to-end journey in chromium against the dev server, with the emulators
 test-e2e:
 	bash scripts/test.sh e2e
+
+## rehearse: build the deployable zip and run it as Cloud Functions does, behind a Hosting + Cloud Run front; checks, cold starts, RSS
+rehearse:
+	bash scripts/rehearse.sh
 
 ## web-build: install the web app's packages if needed and build web/dist
 web-build:

@@ -39,7 +39,8 @@ type Entry struct {
 // builds those and no others (every one needs Firestore).
 type Needs struct {
 	Auth      bool // Firebase Auth: it serves signed-in users
-	Payments  bool // Stripe
+	Payments  bool // Stripe: STRIPE_SECRET_KEY
+	Webhook   bool // Stripe's events: STRIPE_WEBHOOK_SECRET
 	Scheduler bool // Cloud Tasks: it provisions accounts or moves them to Free
 	OIDC      bool // Google's token validator: Cloud Tasks and Scheduler call it
 }
@@ -53,7 +54,7 @@ var Table = []Entry{
 	{Name: "Checkout", Paths: []string{"/api/checkout"}, Needs: Needs{Auth: true, Scheduler: true, Payments: true}},
 	{Name: "Cancel", Paths: []string{"/api/cancel"}, Needs: Needs{Auth: true, Scheduler: true, Payments: true}},
 	{Name: "Portal", Paths: []string{"/api/portal"}, Needs: Needs{Auth: true, Scheduler: true, Payments: true}},
-	{Name: "Webhook", Paths: []string{"/api/stripe/webhook"}, Needs: Needs{Scheduler: true, Payments: true}},
+	{Name: "Webhook", Paths: []string{"/api/stripe/webhook"}, Needs: Needs{Scheduler: true, Payments: true, Webhook: true}},
 	{Name: "TaskGrant", Paths: []string{"/api/tasks/grant"}, Private: true, Needs: Needs{Scheduler: true, OIDC: true}},
 	{Name: "TaskReconcile", Paths: []string{"/api/tasks/reconcile"}, Private: true, Needs: Needs{Scheduler: true, OIDC: true}},
 }

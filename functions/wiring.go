@@ -82,7 +82,7 @@ func Production(ctx context.Context, cfg config.Config, log *slog.Logger, target
 	for _, e := range Table {
 		if target == "" || e.Name == target {
 			needs = Needs{Auth: needs.Auth || e.Needs.Auth, Payments: needs.Payments || e.Needs.Payments,
-				Scheduler: needs.Scheduler || e.Needs.Scheduler, OIDC: needs.OIDC || e.Needs.OIDC}
+				Webhook: needs.Webhook || e.Needs.Webhook, Scheduler: needs.Scheduler || e.Needs.Scheduler, OIDC: needs.OIDC || e.Needs.OIDC}
 		}
 	}
 	if _, ok := Lookup(target); target != "" && !ok {
@@ -106,11 +106,17 @@ func Production(ctx context.Context, cfg config.Config, log *slog.Logger, target
 		sched = ct
 	}
 	var pay billing.Payments
+	// Terraform mounts each Stripe secret only where it is needed
+	// (terraform/functions.tf): the key where Stripe is called, the signing
+	// secret on the webhook.
 	if needs.Payments {
-		if cfg.StripeSecretKey == "" || cfg.StripeWebhookSecret == "" {
-			return nil, fmt.Errorf("STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET must be set (from Secret Manager)")
+		if cfg.StripeSecretKey == "" {
+			return nil, fmt.Errorf("STRIPE_SECRET_KEY must be set (from Secret Manager)")
 		}
 		pay = payments.New(payments.Config{SecretKey: cfg.StripeSecretKey, PublicURL: cfg.PublicURL})
+	}
+	if needs.Webhook && cfg.StripeWebhookSecret == "" {
+		return nil, fmt.Errorf("STRIPE_WEBHOOK_SECRET must be set (from Secret Manager)")
 	}
 	srv := core.Server(clock.Real{}, sched, pay, cfg.StripeWebhookSecret)
 	if needs.OIDC {

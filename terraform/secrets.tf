@@ -1,7 +1,8 @@
 # The two Stripe secrets, keyed by the environment variable each is mounted as.
 # Terraform creates the secrets only: their values are added with gcloud (see
-# README.md), so they never pass through variables, plans or state. Every
-# function mounts the latest version; a new version reaches new instances.
+# README.md), so they never pass through variables, plans or state. The
+# functions that call Stripe mount each secret's newest version by number
+# (functions.tf), so adding a version and applying rolls them onto it.
 locals {
   stripe_secrets = {
     STRIPE_SECRET_KEY     = "stripe-secret-key"
@@ -29,4 +30,14 @@ resource "google_secret_manager_secret_iam_member" "functions_read_stripe" {
   secret_id = google_secret_manager_secret.stripe[each.key].secret_id
   role      = "roles/secretmanager.secretAccessor"
   member    = google_service_account.functions.member
+}
+
+# The newest version of each secret, by number: its metadata only
+# (fetch_secret_data off), so no value reaches the plan or the state.
+data "google_secret_manager_secret_version" "stripe" {
+  for_each = local.stripe_secrets
+
+  project           = var.project_id
+  secret            = google_secret_manager_secret.stripe[each.key].secret_id
+  fetch_secret_data = false
 }
