@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"strings"
+	"time"
 
 	"google.golang.org/api/idtoken"
 
@@ -48,11 +49,11 @@ func ExampleRequireOIDC() {
 // valid Google-signed ID token for the email it maps to.
 type googleTokens map[string]string
 
-func (g googleTokens) Validate(_ context.Context, token, _ string) (*idtoken.Payload, error) {
+func (g googleTokens) Validate(_ context.Context, token, audience string) (*idtoken.Payload, error) {
 	email, ok := g[token]
 	if !ok {
 		return nil, errors.New("idtoken: invalid token")
 	}
-	return &idtoken.Payload{Issuer: "https://accounts.google.com",
+	return &idtoken.Payload{Issuer: "https://accounts.google.com", Audience: audience, Expires: time.Now().Add(time.Hour).Unix(),
 		Claims: map[string]any{"email": email, "email_verified": true}}, nil
 }
