@@ -25,6 +25,10 @@ var statusOf = map[string]int{
 	billing.CodeTooLarge:            http.StatusRequestEntityTooLarge,
 	billing.CodeUnavailable:         http.StatusServiceUnavailable,
 	billing.CodeInternal:            http.StatusInternalServerError,
+	billing.CodeIdempotencyConflict: http.StatusConflict,
+	billing.CodeReservationExpired:  http.StatusConflict,
+	billing.CodeUpstreamError:       http.StatusBadGateway,
+	billing.CodeUpstreamTimeout:     http.StatusGatewayTimeout,
 }
 
 // WriteError answers with err in the contract's error shape. An internal

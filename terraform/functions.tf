@@ -59,11 +59,21 @@ locals {
     }
     meter = {
       entry_point = "Meter"
-      description = "The metered API: debits credits by API key."
+      description = "The metered API: debits credits by API key, forwards to the upstreams."
       public      = true
       memory      = "512Mi"
       cpu         = "1"
       concurrency = 80
+      timeout     = 300
+      env         = {}
+    }
+    operator = {
+      entry_point = "Operator"
+      description = "Operator API: /api/verify and credit reservations, for the operator's backends (operator secret)."
+      public      = true
+      memory      = "256Mi"
+      cpu         = "1"
+      concurrency = 40
       timeout     = 30
       env         = {}
     }
@@ -99,14 +109,17 @@ locals {
   # The environment of every function (config/ reads it); secrets are mounted
   # separately from Secret Manager.
   function_env = {
-    GOOGLE_CLOUD_PROJECT  = var.project_id
-    PUBLIC_URL            = local.public_url
-    CORS_ORIGINS          = join(",", distinct(concat([local.public_url], var.extra_cors_origins)))
-    METER_COSTS           = join(",", [for path, cost in var.meter_costs : "${path}=${cost}"])
-    TASKS_QUEUE           = "projects/${var.project_id}/locations/${google_cloud_tasks_queue.grants.location}/queues/${google_cloud_tasks_queue.grants.name}"
-    TASKS_GRANT_URL       = local.function_url["task-grant"]
-    TASKS_AUDIENCE        = local.function_url["task-grant"]
-    TASKS_SERVICE_ACCOUNT = google_service_account.tasks.email
+    GOOGLE_CLOUD_PROJECT   = var.project_id
+    PUBLIC_URL             = local.public_url
+    CORS_ORIGINS           = join(",", distinct(concat([local.public_url], var.extra_cors_origins)))
+    METER_COSTS            = join(",", [for path, cost in var.meter_costs : "${path}=${cost}"])
+    METER_UPSTREAMS        = join(",", [for prefix, up in var.meter_upstreams : "${prefix}=${up.url}"])
+    METER_UPSTREAM_TIMEOUT = var.meter_upstream_timeout
+    METER_CHARGE_ON        = var.meter_charge_on
+    TASKS_QUEUE            = "projects/${var.project_id}/locations/${google_cloud_tasks_queue.grants.location}/queues/${google_cloud_tasks_queue.grants.name}"
+    TASKS_GRANT_URL        = local.function_url["task-grant"]
+    TASKS_AUDIENCE         = local.function_url["task-grant"]
+    TASKS_SERVICE_ACCOUNT  = google_service_account.tasks.email
     # Cloud Scheduler's tokens are for TaskReconcile's own URL (Cloud Run
     # admits only tokens for the URL called); every function's init wires
     # both task handlers, so every function needs it.
@@ -189,6 +202,13 @@ resource "google_cloudfunctions2_function" "fn" {
       secret     = google_secret_manager_secret.stripe["STRIPE_WEBHOOK_SECRET"].secret_id
       version    = "latest"
     }
+
+    secret_environment_variables {
+      key        = "PAYMETER_OPERATOR_SECRET"
+      project_id = var.project_id
+      secret     = google_secret_manager_secret.operator.secret_id
+      version    = "latest"
+    }
   }
 
   depends_on = [
@@ -196,5 +216,6 @@ resource "google_cloudfunctions2_function" "fn" {
     google_project_iam_member.functions_firestore,
     google_project_iam_member.functions_auth_viewer,
     google_secret_manager_secret_iam_member.functions_read_stripe,
+    google_secret_manager_secret_iam_member.functions_read_operator,
   ]
 }

@@ -30,3 +30,23 @@ resource "google_secret_manager_secret_iam_member" "functions_read_stripe" {
   role      = "roles/secretmanager.secretAccessor"
   member    = google_service_account.functions.member
 }
+
+# The operator API's bearer secret (PAYMETER_OPERATOR_SECRET), created here
+# and given its value with gcloud like the Stripe secrets (README.md).
+resource "google_secret_manager_secret" "operator" {
+  project   = var.project_id
+  secret_id = "paymeter-operator-secret"
+
+  replication {
+    auto {}
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_secret_manager_secret_iam_member" "functions_read_operator" {
+  project   = var.project_id
+  secret_id = google_secret_manager_secret.operator.secret_id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = google_service_account.functions.member
+}
