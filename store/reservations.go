@@ -88,7 +88,7 @@ func (s *Store) Reserve(ctx context.Context, r ReserveRequest) (Reservation, *bi
 				return nil
 			}
 		}
-		a, err := s.getAccount(tx, key.UID)
+		a, err := s.accountAt(tx, key.UID, r.Now)
 		if err != nil {
 			return err
 		}
@@ -153,7 +153,7 @@ func (s *Store) EndReservation(ctx context.Context, id string, charged int64, no
 		}
 		// Reading the account settles its expired leases, this one too if
 		// it is past its time: then everything went back.
-		a, err := s.getAccount(tx, res.UID)
+		a, err := s.accountAt(tx, res.UID, now)
 		if err != nil {
 			return err
 		}
