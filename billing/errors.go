@@ -13,7 +13,6 @@ const (
 	CodeUnauthenticated     = "unauthenticated"
 	CodeInvalidAPIKey       = "invalid_api_key"
 	CodeInsufficientCredits = "insufficient_credits"
-	CodeForbidden           = "forbidden"
 	CodeNotFound            = "not_found"
 	CodeMethodNotAllowed    = "method_not_allowed"
 	CodeConflict            = "conflict"
@@ -78,4 +77,6 @@ var (
 	ErrAlreadySubscribed   = &Error{Code: CodeAlreadySubscribed, Message: "you already subscribe to this plan"}
 	ErrIdempotencyConflict = &Error{Code: CodeIdempotencyConflict, Message: "this Idempotency-Key was used for a different method or path"}
 	ErrReservationExpired  = &Error{Code: CodeReservationExpired, Message: "the reservation expired: all its credits were released"}
+	// ErrUnavailable answers a failure that passes: a retry soon succeeds.
+	ErrUnavailable = &Error{Code: CodeUnavailable, Message: "try again shortly"}
 )

@@ -41,7 +41,8 @@ type Entry struct {
 // builds those and no others (every one needs Firestore).
 type Needs struct {
 	Auth      bool // Firebase Auth: it serves signed-in users
-	Payments  bool // Stripe
+	Payments  bool // Stripe: STRIPE_SECRET_KEY
+	Webhook   bool // Stripe's events: STRIPE_WEBHOOK_SECRET
 	Scheduler bool // Cloud Tasks: it provisions accounts or moves them to Free
 	OIDC      bool // Google's token validator: Cloud Tasks and Scheduler call it
 }
@@ -56,7 +57,7 @@ var Table = []Entry{
 	{Name: "Checkout", Paths: []string{"/api/checkout"}, Needs: Needs{Auth: true, Scheduler: true, Payments: true}},
 	{Name: "Cancel", Paths: []string{"/api/cancel"}, Needs: Needs{Auth: true, Scheduler: true, Payments: true}},
 	{Name: "Portal", Paths: []string{"/api/portal"}, Needs: Needs{Auth: true, Scheduler: true, Payments: true}},
-	{Name: "Webhook", Paths: []string{"/api/stripe/webhook"}, Needs: Needs{Scheduler: true, Payments: true}},
+	{Name: "Webhook", Paths: []string{"/api/stripe/webhook"}, Needs: Needs{Scheduler: true, Payments: true, Webhook: true}},
 	{Name: "TaskGrant", Paths: []string{"/api/tasks/grant"}, Private: true, Needs: Needs{Scheduler: true, OIDC: true}},
 	{Name: "TaskReconcile", Paths: []string{"/api/tasks/reconcile"}, Private: true, Needs: Needs{Scheduler: true, OIDC: true}},
 }
@@ -199,5 +200,5 @@ func (s *Server) meterHandler() http.Handler {
 // NotFound answers every request with the contract's 404, for the paths no
 // function serves.
 func (s *Server) NotFound() http.Handler {
-	return s.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.WriteError(w, r, errNoRoute) }))
+	return s.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.Fail(w, r, errNoRoute) }))
 }

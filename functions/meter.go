@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/paymeter/paymeter/billing"
+	"github.com/paymeter/paymeter/internal/httpjson"
 	"github.com/paymeter/paymeter/store"
 )
 
@@ -44,21 +45,21 @@ func (s *Server) meter(w http.ResponseWriter, r *http.Request) {
 	}
 	cost, ok := s.Config.MeterCosts[path]
 	if !ok {
-		s.WriteError(w, r, errNoRoute)
+		s.Fail(w, r, errNoRoute)
 		return
 	}
 	key, err := apiKey(r)
 	if err != nil {
-		s.WriteError(w, r, err)
+		s.Fail(w, r, err)
 		return
 	}
 	idem, err := idempotencyKey(r)
 	if err != nil {
-		s.WriteError(w, r, err)
+		s.Fail(w, r, err)
 		return
 	}
 	if !billing.WellFormedKey(key) {
-		s.WriteError(w, r, billing.ErrInvalidAPIKey)
+		s.Fail(w, r, billing.ErrInvalidAPIKey)
 		return
 	}
 	answer := func(d billing.Debited) billing.Answer {
@@ -67,7 +68,7 @@ func (s *Server) meter(w http.ResponseWriter, r *http.Request) {
 	}
 	d, replay, err := s.charge(r, key, idem, cost, path, answer)
 	if err != nil {
-		s.WriteError(w, r, err)
+		s.Fail(w, r, err)
 		return
 	}
 	if replay != nil {
@@ -75,7 +76,7 @@ func (s *Server) meter(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	setReceipt(w, d.Cost, d.Remaining)
-	writeJSON(w, http.StatusOK, map[string]int64{"credits": d.Remaining})
+	httpjson.Write(w, http.StatusOK, map[string]int64{"credits": d.Remaining})
 }
 
 // charge debits cost for route from the key's account. With an
@@ -93,9 +94,16 @@ func (s *Server) charge(r *http.Request, key, idem string, cost int64, route str
 			d, err := s.Leases.Charge(r.Context(), hash, cost, route, now)
 			return d, nil, err
 		}
+		if s.Metering == nil { // a Meter double alone: no route, no refunds
+			remaining, err := s.Meter.DebitKey(r.Context(), hash, cost, now)
+			return billing.Debited{Cost: cost, Remaining: remaining, Route: route, At: now}, nil, err
+		}
 		d, _, err := s.Metering.Charge(r.Context(), store.ChargeRequest{Hash: hash, Cost: cost, Route: route,
 			RequestID: requestID(r.Context()), Now: now})
 		return d, nil, err
+	}
+	if s.Metering == nil {
+		return billing.Debited{}, nil, billing.Errorf(billing.CodeUnavailable, "idempotency keys are not served here")
 	}
 	req := store.ChargeRequest{Hash: hash, Cost: cost, Route: route, RequestID: requestID(r.Context()), Now: now,
 		Idem: &store.Idem{ID: store.IdempotencyID(hash, idem), Method: r.Method, Path: r.URL.Path}, Answer: answer}
@@ -178,7 +186,7 @@ var errNoKey = &billing.Error{Code: billing.CodeInvalidAPIKey,
 // original quickstart's clients, a JSON body {"key": "..."}. A body that is
 // present must be a JSON object.
 func apiKey(r *http.Request) (string, error) {
-	body, err := readBody(r)
+	body, err := httpjson.ReadBody(r)
 	if err != nil {
 		return "", err
 	}
@@ -186,7 +194,7 @@ func apiKey(r *http.Request) (string, error) {
 		Key *string `json:"key"`
 	}
 	if strings.TrimSpace(string(body)) != "" {
-		if err := decodeJSON(body, &in, false); err != nil {
+		if err := httpjson.DecodeBytes(body, &in, false); err != nil {
 			return "", err
 		}
 	}
@@ -201,7 +209,7 @@ func apiKey(r *http.Request) (string, error) {
 
 // headerKey finds the key in the Authorization or X-API-Key header.
 func headerKey(r *http.Request) (string, bool) {
-	if k, ok := bearer(r); ok {
+	if k, ok := httpjson.Bearer(r); ok {
 		return k, true
 	}
 	if k := strings.TrimSpace(r.Header.Get("X-API-Key")); k != "" {

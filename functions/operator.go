@@ -1,6 +1,7 @@
 package functions
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -12,6 +13,7 @@ import (
 	"unicode"
 
 	"github.com/paymeter/paymeter/billing"
+	"github.com/paymeter/paymeter/internal/httpjson"
 	"github.com/paymeter/paymeter/store"
 )
 
@@ -36,13 +38,13 @@ var errOperatorSecret = &billing.Error{Code: billing.CodeUnauthenticated,
 func (s *Server) operator(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if s.Config.OperatorSecret == "" {
-			s.WriteError(w, r, errNoRoute)
+			s.Fail(w, r, errNoRoute)
 			return
 		}
-		got, _ := bearer(r)
+		got, _ := httpjson.Bearer(r)
 		a, b := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(s.Config.OperatorSecret))
 		if subtle.ConstantTimeCompare(a[:], b[:]) != 1 {
-			s.WriteError(w, r, errOperatorSecret)
+			s.Fail(w, r, errOperatorSecret)
 			return
 		}
 		h(w, r)
@@ -56,17 +58,17 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
 		Cost  *int64 `json:"cost"`
 		Route string `json:"route"`
 	}
-	if err := decode(r, &in, false); err != nil {
-		s.WriteError(w, r, err)
+	if err := httpjson.Decode(r, &in); err != nil {
+		s.Fail(w, r, err)
 		return
 	}
 	idem, err := idempotencyKey(r)
 	if err != nil {
-		s.WriteError(w, r, err)
+		s.Fail(w, r, err)
 		return
 	}
 	if err := validRoute(in.Route); err != nil {
-		s.WriteError(w, r, err)
+		s.Fail(w, r, err)
 		return
 	}
 	cost := s.routeCost(in.Route)
@@ -74,11 +76,11 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
 		cost = *in.Cost
 	}
 	if cost < 1 || cost > 1_000_000 {
-		s.WriteError(w, r, billing.Errorf(billing.CodeBadRequest, "cost is 1 to 1000000"))
+		s.Fail(w, r, billing.Errorf(billing.CodeBadRequest, "cost is 1 to 1000000"))
 		return
 	}
 	if !billing.WellFormedKey(in.Key) {
-		s.WriteError(w, r, billing.ErrInvalidAPIKey)
+		s.Fail(w, r, billing.ErrInvalidAPIKey)
 		return
 	}
 	route := in.Route
@@ -94,7 +96,7 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
 	}
 	d, replay, err := s.charge(r, in.Key, idem, cost, route, answer)
 	if err != nil {
-		s.WriteError(w, r, err)
+		s.Fail(w, r, err)
 		return
 	}
 	if replay != nil {
@@ -102,7 +104,7 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	setReceipt(w, d.Cost, d.Remaining)
-	writeJSON(w, http.StatusOK, verified(d))
+	httpjson.Write(w, http.StatusOK, verified(d))
 }
 
 // routeCost is the cost the operator set for route: its METER_COSTS entry,
@@ -148,13 +150,13 @@ func (s *Server) reserve(w http.ResponseWriter, r *http.Request) {
 		Credits    int64  `json:"credits"`
 		TTLSeconds *int64 `json:"ttlSeconds"`
 	}
-	if err := decode(r, &in, false); err != nil {
-		s.WriteError(w, r, err)
+	if err := httpjson.Decode(r, &in); err != nil {
+		s.Fail(w, r, err)
 		return
 	}
 	idem, err := idempotencyKey(r)
 	if err != nil {
-		s.WriteError(w, r, err)
+		s.Fail(w, r, err)
 		return
 	}
 	ttl := int64(300)
@@ -163,18 +165,18 @@ func (s *Server) reserve(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case in.Credits < 1 || in.Credits > 1_000_000:
-		s.WriteError(w, r, billing.Errorf(billing.CodeBadRequest, "credits is 1 to 1000000"))
+		s.Fail(w, r, billing.Errorf(billing.CodeBadRequest, "credits is 1 to 1000000"))
 		return
 	case ttl < 1 || ttl > 3600:
-		s.WriteError(w, r, billing.Errorf(billing.CodeBadRequest, "ttlSeconds is 1 to 3600"))
+		s.Fail(w, r, billing.Errorf(billing.CodeBadRequest, "ttlSeconds is 1 to 3600"))
 		return
 	case !billing.WellFormedKey(in.Key):
-		s.WriteError(w, r, billing.ErrInvalidAPIKey)
+		s.Fail(w, r, billing.ErrInvalidAPIKey)
 		return
 	}
 	b := make([]byte, 12)
 	if _, err := rand.Read(b); err != nil {
-		s.WriteError(w, r, err)
+		s.Fail(w, r, err)
 		return
 	}
 	hash := billing.HashKey(in.Key)
@@ -193,14 +195,14 @@ func (s *Server) reserve(w http.ResponseWriter, r *http.Request) {
 	}
 	res, replay, err := s.Metering.Reserve(r.Context(), req)
 	if err != nil {
-		s.WriteError(w, r, err)
+		s.Fail(w, r, err)
 		return
 	}
 	if replay != nil {
 		s.replay(w, replay)
 		return
 	}
-	writeJSON(w, http.StatusCreated, out(res))
+	httpjson.Write(w, http.StatusCreated, out(res))
 }
 
 // settle serves POST /api/reservations/{id}/settle {"credits": N}.
@@ -208,12 +210,12 @@ func (s *Server) settle(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		Credits *int64 `json:"credits"`
 	}
-	if err := decode(r, &in, false); err != nil {
-		s.WriteError(w, r, err)
+	if err := httpjson.Decode(r, &in); err != nil {
+		s.Fail(w, r, err)
 		return
 	}
 	if in.Credits == nil || *in.Credits < 0 {
-		s.WriteError(w, r, billing.Errorf(billing.CodeBadRequest, `send {"credits": N}, N from 0 to the credits held`))
+		s.Fail(w, r, billing.Errorf(billing.CodeBadRequest, `send {"credits": N}, N from 0 to the credits held`))
 		return
 	}
 	s.endReservation(w, r, *in.Credits)
@@ -221,8 +223,12 @@ func (s *Server) settle(w http.ResponseWriter, r *http.Request) {
 
 // release serves DELETE /api/reservations/{id}: nothing is charged.
 func (s *Server) release(w http.ResponseWriter, r *http.Request) {
-	if err := decode(r, &struct{}{}, true); err != nil {
-		s.WriteError(w, r, err)
+	b, err := httpjson.ReadBody(r)
+	if err == nil && len(bytes.TrimSpace(b)) > 0 {
+		err = httpjson.DecodeBytes(b, &struct{}{}, true)
+	}
+	if err != nil {
+		s.Fail(w, r, err)
 		return
 	}
 	s.endReservation(w, r, 0)
@@ -231,13 +237,13 @@ func (s *Server) release(w http.ResponseWriter, r *http.Request) {
 func (s *Server) endReservation(w http.ResponseWriter, r *http.Request, charged int64) {
 	id := r.PathValue("id")
 	if !strings.HasPrefix(id, "res_") || len(id) > 64 {
-		s.WriteError(w, r, billing.ErrNotFound)
+		s.Fail(w, r, billing.ErrNotFound)
 		return
 	}
 	res, err := s.Metering.EndReservation(r.Context(), id, charged, s.Clock.Now())
 	if err != nil {
-		s.WriteError(w, r, err)
+		s.Fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]int64{"charged": res.Charged, "released": res.Released, "credits": res.Balance})
+	httpjson.Write(w, http.StatusOK, map[string]int64{"charged": res.Charged, "released": res.Released, "credits": res.Balance})
 }

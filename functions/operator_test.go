@@ -18,7 +18,8 @@ import (
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/functions"
 	"github.com/paymeter/paymeter/internal/emulator"
-	"github.com/paymeter/paymeter/internal/testclock"
+	"github.com/paymeter/paymeter/internal/mock"
+	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/store"
 )
 
@@ -26,7 +27,7 @@ const operatorSecret = "op-secret-0123456789abcdef"
 
 // operatorHarness serves every function with the operator secret set, on a
 // clock that starts now (the store settles expired leases by the wall clock).
-func operatorHarness(t *testing.T) (*harness, *testclock.Clock) {
+func operatorHarness(t *testing.T) (*harness, *clock.Fixed) {
 	t.Helper()
 	emulator.Firestore(t)
 	client, err := firestore.NewClient(context.Background(), fmt.Sprintf("demo-op-%d", time.Now().UnixNano()))
@@ -42,8 +43,8 @@ func operatorHarness(t *testing.T) (*harness, *testclock.Clock) {
 	}
 	cat := billing.DefaultCatalog()
 	st := store.New(client, cat.Free())
-	clock := testclock.New(time.Now())
-	h := &harness{t: t, mux: http.NewServeMux(), store: st, sched: &scheduled{}, logs: &bytes.Buffer{}}
+	clock := clock.NewFixed(time.Now())
+	h := &harness{t: t, mux: http.NewServeMux(), store: st, sched: &mock.Scheduler{}, logs: &bytes.Buffer{}}
 	srv := &functions.Server{Config: cfg, Catalog: cat, Accounts: st, History: st, Keys: st, Meter: st, Events: st,
 		Scheduler: h.sched, Auth: tokens{}, Clock: clock, Random: rand.Reader, Metering: st,
 		Log: slog.New(slog.NewTextHandler(h.logs, nil))}

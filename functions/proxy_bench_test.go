@@ -20,7 +20,7 @@ import (
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/functions"
 	"github.com/paymeter/paymeter/internal/emulator"
-	"github.com/paymeter/paymeter/internal/testclock"
+	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/lease"
 	"github.com/paymeter/paymeter/store"
 )
@@ -54,7 +54,7 @@ func TestProxyOverhead(t *testing.T) {
 	}
 	cat := billing.DefaultCatalog()
 	st := store.New(client, cat.Free())
-	clock := testclock.New(time.Now())
+	clock := clock.NewFixed(time.Now())
 	now := clock.Now()
 	if _, _, err := st.Provision(ctx, billing.Identity{UID: "bench"}, now); err != nil {
 		t.Fatal(err)

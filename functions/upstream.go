@@ -103,31 +103,31 @@ func callOf(ctx context.Context) *proxyCall { return ctx.Value(proxyCallKey{}).(
 func (s *Server) forward(w http.ResponseWriter, r *http.Request, up *upstream) {
 	key, ok := headerKey(r)
 	if !ok {
-		s.WriteError(w, r, billing.Errorf(billing.CodeInvalidAPIKey, "pass an API key as Authorization: Bearer <key> or X-API-Key: <key>"))
+		s.Fail(w, r, billing.Errorf(billing.CodeInvalidAPIKey, "pass an API key as Authorization: Bearer <key> or X-API-Key: <key>"))
 		return
 	}
 	idem, err := idempotencyKey(r)
 	if err != nil {
-		s.WriteError(w, r, err)
+		s.Fail(w, r, err)
 		return
 	}
 	// The whole body is read, within the cap, before anything is debited.
 	if r.ContentLength > s.Config.MaxBodyBytes {
-		s.WriteError(w, r, billing.Errorf(billing.CodeTooLarge, "the request body is over %d bytes", s.Config.MaxBodyBytes))
+		s.Fail(w, r, billing.Errorf(billing.CodeTooLarge, "the request body is over %d bytes", s.Config.MaxBodyBytes))
 		return
 	}
 	body, err := io.ReadAll(r.Body)
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		s.WriteError(w, r, billing.Errorf(billing.CodeTooLarge, "the request body is over %d bytes", tooBig.Limit))
+		s.Fail(w, r, billing.Errorf(billing.CodeTooLarge, "the request body is over %d bytes", tooBig.Limit))
 		return
 	}
 	if err != nil {
-		s.WriteError(w, r, billing.Errorf(billing.CodeBadRequest, "the request body could not be read"))
+		s.Fail(w, r, billing.Errorf(billing.CodeBadRequest, "the request body could not be read"))
 		return
 	}
 	if !billing.WellFormedKey(key) {
-		s.WriteError(w, r, billing.ErrInvalidAPIKey)
+		s.Fail(w, r, billing.ErrInvalidAPIKey)
 		return
 	}
 	cost := int64(1)
@@ -143,7 +143,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, up *upstream) {
 		var replay *billing.Answer
 		d, replay, err = s.charge(r, key, idem, cost, up.Prefix, nil)
 		if err != nil {
-			s.WriteError(w, r, err)
+			s.Fail(w, r, err)
 			return
 		}
 		if replay == nil {
@@ -151,7 +151,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, up *upstream) {
 		}
 		if replay.Pending {
 			if replay, err = s.awaitAnswer(r.Context(), idemID); err != nil {
-				s.WriteError(w, r, err)
+				s.Fail(w, r, err)
 				return
 			}
 		}
@@ -160,7 +160,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, up *upstream) {
 			return
 		}
 		if attempt == 2 { // refunded twice meanwhile
-			s.WriteError(w, r, billing.Errorf(billing.CodeIdempotencyConflict, "a request with this Idempotency-Key is still in progress"))
+			s.Fail(w, r, billing.Errorf(billing.CodeIdempotencyConflict, "a request with this Idempotency-Key is still in progress"))
 			return
 		}
 	}
@@ -170,7 +170,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, up *upstream) {
 		tok, err := s.UpstreamToken(r.Context(), audience(up.Upstream))
 		if err != nil {
 			c.refund("no token for the upstream")
-			s.WriteError(w, r, billing.Errorf(billing.CodeUpstreamError, "the upstream could not be reached"))
+			s.Fail(w, r, billing.Errorf(billing.CodeUpstreamError, "the upstream could not be reached"))
 			s.Log.ErrorContext(r.Context(), "upstream token", "prefix", up.Prefix, "err", err, "requestId", c.requestID)
 			return
 		}
@@ -274,7 +274,7 @@ func (s *Server) upstreamFailed(w http.ResponseWriter, r *http.Request, err erro
 	}
 	w.Header().Set("X-Credits-Cost", "0")
 	w.Header().Set("X-Credits-Remaining", itoa(c.balance.Load()))
-	s.WriteError(w, r, answer)
+	s.Fail(w, r, answer)
 }
 
 // refund gives the call's credits back, once per call (the store also

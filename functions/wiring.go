@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"time"
 
 	"cloud.google.com/go/firestore"
 	"golang.org/x/oauth2"
@@ -15,6 +14,7 @@ import (
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/firebaseauth"
+	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/lease"
 	"github.com/paymeter/paymeter/payments"
 	"github.com/paymeter/paymeter/store"
@@ -87,7 +87,7 @@ func Production(ctx context.Context, cfg config.Config, log *slog.Logger, target
 	for _, e := range Table {
 		if target == "" || e.Name == target {
 			needs = Needs{Auth: needs.Auth || e.Needs.Auth, Payments: needs.Payments || e.Needs.Payments,
-				Scheduler: needs.Scheduler || e.Needs.Scheduler, OIDC: needs.OIDC || e.Needs.OIDC}
+				Webhook: needs.Webhook || e.Needs.Webhook, Scheduler: needs.Scheduler || e.Needs.Scheduler, OIDC: needs.OIDC || e.Needs.OIDC}
 		}
 	}
 	if _, ok := Lookup(target); target != "" && !ok {
@@ -111,13 +111,19 @@ func Production(ctx context.Context, cfg config.Config, log *slog.Logger, target
 		sched = ct
 	}
 	var pay billing.Payments
+	// Terraform mounts each Stripe secret only where it is needed
+	// (terraform/functions.tf): the key where Stripe is called, the signing
+	// secret on the webhook.
 	if needs.Payments {
-		if cfg.StripeSecretKey == "" || cfg.StripeWebhookSecret == "" {
-			return nil, fmt.Errorf("STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET must be set (from Secret Manager)")
+		if cfg.StripeSecretKey == "" {
+			return nil, fmt.Errorf("STRIPE_SECRET_KEY must be set (from Secret Manager)")
 		}
 		pay = payments.New(payments.Config{SecretKey: cfg.StripeSecretKey, PublicURL: cfg.PublicURL})
 	}
-	srv := core.Server(realClock{}, sched, pay, cfg.StripeWebhookSecret)
+	if needs.Webhook && cfg.StripeWebhookSecret == "" {
+		return nil, fmt.Errorf("STRIPE_WEBHOOK_SECRET must be set (from Secret Manager)")
+	}
+	srv := core.Server(clock.Real{}, sched, pay, cfg.StripeWebhookSecret)
 	if (target == "" || target == "Meter") && len(cfg.Upstreams) > 0 {
 		tokens, err := upstreamTokens(ctx, cfg.Upstreams)
 		if err != nil {
@@ -162,7 +168,3 @@ func upstreamTokens(ctx context.Context, ups []config.Upstream) (func(context.Co
 		return tok.AccessToken, nil
 	}, nil
 }
-
-type realClock struct{}
-
-func (realClock) Now() time.Time { return time.Now() }

@@ -1,11 +1,15 @@
 # The two Stripe secrets, keyed by the environment variable each is mounted as.
 # Terraform creates the secrets only: their values are added with gcloud (see
-# README.md), so they never pass through variables, plans or state. Every
-# function mounts the latest version; a new version reaches new instances.
+# README.md), so they never pass through variables, plans or state. The
+# functions that call Stripe mount each secret's newest version by number
+# (functions.tf), so adding a version and applying rolls them onto it.
 locals {
   stripe_secrets = {
     STRIPE_SECRET_KEY     = "stripe-secret-key"
     STRIPE_WEBHOOK_SECRET = "stripe-webhook-secret"
+    # Not Stripe's: the operator API's bearer secret, mounted by the
+    # operator function only, given its value the same way.
+    PAYMETER_OPERATOR_SECRET = "paymeter-operator-secret"
   }
 }
 
@@ -31,22 +35,12 @@ resource "google_secret_manager_secret_iam_member" "functions_read_stripe" {
   member    = google_service_account.functions.member
 }
 
-# The operator API's bearer secret (PAYMETER_OPERATOR_SECRET), created here
-# and given its value with gcloud like the Stripe secrets (README.md).
-resource "google_secret_manager_secret" "operator" {
-  project   = var.project_id
-  secret_id = "paymeter-operator-secret"
+# The newest version of each secret, by number: its metadata only
+# (fetch_secret_data off), so no value reaches the plan or the state.
+data "google_secret_manager_secret_version" "stripe" {
+  for_each = local.stripe_secrets
 
-  replication {
-    auto {}
-  }
-
-  depends_on = [google_project_service.enabled]
-}
-
-resource "google_secret_manager_secret_iam_member" "functions_read_operator" {
-  project   = var.project_id
-  secret_id = google_secret_manager_secret.operator.secret_id
-  role      = "roles/secretmanager.secretAccessor"
-  member    = google_service_account.functions.member
+  project           = var.project_id
+  secret            = google_secret_manager_secret.stripe[each.key].secret_id
+  fetch_secret_data = false
 }

@@ -22,7 +22,7 @@ variable "firestore_location" {
 
 variable "go_runtime" {
   type        = string
-  description = "Cloud Functions Go runtime. go.mod says go 1.26, so go126 is the oldest that builds it."
+  description = "Cloud Functions Go runtime. go.mod says go 1.26.0, so go126 builds it with its own toolchain, whatever its patch release."
   default     = "go126"
 
   validation {
@@ -212,4 +212,15 @@ variable "key_cache_ttl" {
   type        = string
   description = "Lease mode: how long an instance trusts an API key lookup (KEY_CACHE_TTL): the revocation delay."
   default     = "10s"
+}
+
+variable "artifact_keep_count" {
+  type        = number
+  description = "Images kept per function in the gcf-artifacts repository (the newest ones); older images are deleted after 30 days."
+  default     = 5
+
+  validation {
+    condition     = var.artifact_keep_count >= 1 && floor(var.artifact_keep_count) == var.artifact_keep_count
+    error_message = "artifact_keep_count must be a whole number, 1 or more."
+  }
 }

@@ -1,4 +1,8 @@
-package tasks
+// Package devtasks is the offline stand-in for Cloud Tasks: Queue, an
+// in-process billing.Scheduler on the dev clock, with Cloud Tasks' naming,
+// de-duplication and retries. Only the dev server and tests use it; the
+// deployed functions schedule on tasks.CloudTasks and never compile it.
+package devtasks
 
 import (
 	"bytes"
@@ -12,72 +16,27 @@ import (
 	"time"
 
 	"github.com/paymeter/paymeter/billing"
+	"github.com/paymeter/paymeter/internal/clock"
+	"github.com/paymeter/paymeter/tasks"
 )
-
-// DevClock is the dev server's and the tests' clock: real time plus an
-// offset that only moves forward. It is safe for concurrent use.
-type DevClock struct {
-	mu     sync.Mutex
-	offset time.Duration
-	now    func() time.Time
-}
-
-var _ billing.Clock = (*DevClock)(nil)
-
-// NewDevClock returns a clock that reads real time until it is moved.
-func NewDevClock() *DevClock { return &DevClock{now: time.Now} }
-
-// NewDevClockAt returns a clock that reads start now and then runs at the
-// speed of real time, for tests that want a fixed origin.
-func NewDevClockAt(start time.Time) *DevClock {
-	c := NewDevClock()
-	c.offset = start.Sub(c.now())
-	return c
-}
-
-// Now returns real time plus the offset.
-func (c *DevClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now().Add(c.offset)
-}
-
-// Advance moves the clock forward by d; a negative d does nothing.
-func (c *DevClock) Advance(d time.Duration) {
-	if d <= 0 {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.offset += d
-}
-
-// AdvanceTo moves the clock forward to t; a time not after Now does nothing.
-func (c *DevClock) AdvanceTo(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if d := t.Sub(c.now().Add(c.offset)); d > 0 {
-		c.offset += d
-	}
-}
 
 // Deliver delivers one task; an error means "not done", and the task is
 // retried.
 type Deliver func(ctx context.Context, t billing.GrantTask) error
 
-// Retry policy of Local, Cloud Tasks' queue defaults: the first retry after
+// Retry policy of Queue, Cloud Tasks' queue defaults: the first retry after
 // 100ms, doubling up to an hour.
 const (
 	minBackoff = 100 * time.Millisecond
 	maxBackoff = time.Hour
 )
 
-// Tombstone is how long Local keeps the name of a task that ran or was
+// Tombstone is how long Queue keeps the name of a task that ran or was
 // deleted, refusing a new task of that name, as Cloud Tasks does for about
 // an hour for queues created through its API.
 const Tombstone = time.Hour
 
-// PendingTask is a task waiting in Local.
+// PendingTask is a task waiting in Queue.
 type PendingTask struct {
 	Name     string
 	Task     billing.GrantTask
@@ -85,8 +44,8 @@ type PendingTask struct {
 	Attempts int       // failed deliveries so far
 }
 
-// Local is an in-process billing.Scheduler with Cloud Tasks' semantics on a
-// DevClock: tasks are named by TaskID, a second task of a pending or
+// Queue is an in-process billing.Scheduler with Cloud Tasks' semantics on a
+// clock.Dev: tasks are named by TaskID, a second task of a pending or
 // recently finished name is dropped (ScheduleGrant returns nil), and a task
 // is delivered when the clock reaches its time, retried with backoff on the
 // dev clock until it succeeds, never dropped.
@@ -95,10 +54,10 @@ type PendingTask struct {
 // falls due on the way. A task that is already due when scheduled (an
 // overdue chain re-enqueued by reconcile) runs on the next Advance; Run
 // calls Advance(ctx, 0) periodically for a dev server that wants them to
-// run promptly. Local is safe for concurrent use; deliveries run one at a
-// time, without Local's lock held, so a delivery may schedule tasks.
-type Local struct {
-	clock   *DevClock
+// run promptly. Queue is safe for concurrent use; deliveries run one at a
+// time, without Queue's lock held, so a delivery may schedule tasks.
+type Queue struct {
+	clock   *clock.Dev
 	deliver Deliver
 	log     *slog.Logger
 
@@ -109,58 +68,58 @@ type Local struct {
 	done    map[string]time.Time // name -> when it ran or was deleted
 }
 
-var _ billing.Scheduler = (*Local)(nil)
+var _ billing.Scheduler = (*Queue)(nil)
 
-// NewLocal returns a Local scheduler that delivers tasks with deliver on
-// clock's time. A nil log discards.
-func NewLocal(clock *DevClock, deliver Deliver, log *slog.Logger) *Local {
+// New returns a Queue that delivers tasks with deliver on clock's time. A
+// nil log discards.
+func New(clock *clock.Dev, deliver Deliver, log *slog.Logger) *Queue {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Local{clock: clock, deliver: deliver, log: log,
+	return &Queue{clock: clock, deliver: deliver, log: log,
 		pending: map[string]*PendingTask{}, done: map[string]time.Time{}}
 }
 
 // ScheduleGrant queues t unless a task of its name is pending or finished
 // within Tombstone; it returns nil either way.
-func (l *Local) ScheduleGrant(_ context.Context, t billing.GrantTask) error {
-	name := TaskID(t.UID, t.Period)
-	now := l.clock.Now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if _, ok := l.pending[name]; ok {
+func (q *Queue) ScheduleGrant(_ context.Context, t billing.GrantTask) error {
+	name := tasks.TaskID(t.UID, t.Period)
+	now := q.clock.Now()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if _, ok := q.pending[name]; ok {
 		return nil
 	}
-	if at, ok := l.done[name]; ok && now.Sub(at) < Tombstone {
+	if at, ok := q.done[name]; ok && now.Sub(at) < Tombstone {
 		return nil
 	}
-	delete(l.done, name)
-	l.pending[name] = &PendingTask{Name: name, Task: t, Due: t.At}
+	delete(q.done, name)
+	q.pending[name] = &PendingTask{Name: name, Task: t, Due: t.At}
 	return nil
 }
 
 // Delete removes the pending task that would grant period to uid, as Cloud
 // Tasks' DeleteTask does (its name stays reserved for Tombstone). It
 // reports whether there was one. Tests use it to break a chain.
-func (l *Local) Delete(uid string, period int64) bool {
-	name := TaskID(uid, period)
-	now := l.clock.Now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if _, ok := l.pending[name]; !ok {
+func (q *Queue) Delete(uid string, period int64) bool {
+	name := tasks.TaskID(uid, period)
+	now := q.clock.Now()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if _, ok := q.pending[name]; !ok {
 		return false
 	}
-	delete(l.pending, name)
-	l.done[name] = now
+	delete(q.pending, name)
+	q.done[name] = now
 	return true
 }
 
 // Pending lists the pending tasks, the first due first.
-func (l *Local) Pending() []PendingTask {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	out := make([]PendingTask, 0, len(l.pending))
-	for _, p := range l.pending {
+func (q *Queue) Pending() []PendingTask {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := make([]PendingTask, 0, len(q.pending))
+	for _, p := range q.pending {
 		out = append(out, *p)
 	}
 	sort.Slice(out, func(i, j int) bool { return before(&out[i], &out[j]) })
@@ -168,10 +127,10 @@ func (l *Local) Pending() []PendingTask {
 }
 
 // Len is the number of pending tasks.
-func (l *Local) Len() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.pending)
+func (q *Queue) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.pending)
 }
 
 func before(a, b *PendingTask) bool {
@@ -182,11 +141,11 @@ func before(a, b *PendingTask) bool {
 }
 
 // next returns the first task due by until, or nil.
-func (l *Local) next(until time.Time) *PendingTask {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+func (q *Queue) next(until time.Time) *PendingTask {
+	q.mu.Lock()
+	defer q.mu.Unlock()
 	var first *PendingTask
-	for _, p := range l.pending {
+	for _, p := range q.pending {
 		if !p.Due.After(until) && (first == nil || before(p, first)) {
 			first = p
 		}
@@ -205,49 +164,49 @@ func (l *Local) next(until time.Time) *PendingTask {
 // retry falls due by its end. Advance(ctx, 0) delivers what is due now. It
 // returns the number of successful deliveries, and ctx's error if ctx ends
 // first.
-func (l *Local) Advance(ctx context.Context, d time.Duration) (int, error) {
-	l.advancing.Lock()
-	defer l.advancing.Unlock()
-	target := l.clock.Now().Add(max(d, 0))
+func (q *Queue) Advance(ctx context.Context, d time.Duration) (int, error) {
+	q.advancing.Lock()
+	defer q.advancing.Unlock()
+	target := q.clock.Now().Add(max(d, 0))
 	delivered := 0
 	for {
 		if err := ctx.Err(); err != nil {
 			return delivered, err
 		}
-		p := l.next(target)
+		p := q.next(target)
 		if p == nil {
 			break
 		}
-		l.clock.AdvanceTo(p.Due)
-		err := l.deliver(ctx, p.Task)
-		now := l.clock.Now()
-		l.mu.Lock()
-		cur, ok := l.pending[p.Name]
+		q.clock.AdvanceTo(p.Due)
+		err := q.deliver(ctx, p.Task)
+		now := q.clock.Now()
+		q.mu.Lock()
+		cur, ok := q.pending[p.Name]
 		switch {
 		case !ok:
 			// deleted while it was being delivered
 		case err == nil:
-			delete(l.pending, p.Name)
-			l.done[p.Name] = now
+			delete(q.pending, p.Name)
+			q.done[p.Name] = now
 			delivered++
 		default:
 			cur.Attempts++
 			cur.Due = now.Add(backoff(cur.Attempts))
-			l.log.Warn("grant task failed; retrying", "task", p.Name, "uid", p.Task.UID,
+			q.log.Warn("grant task failed; retrying", "task", p.Name, "uid", p.Task.UID,
 				"period", p.Task.Period, "attempts", cur.Attempts, "retryAt", cur.Due, "err", err)
 		}
-		l.forget(now)
-		l.mu.Unlock()
+		q.forget(now)
+		q.mu.Unlock()
 	}
-	l.clock.AdvanceTo(target)
+	q.clock.AdvanceTo(target)
 	return delivered, nil
 }
 
-// forget drops tombstones older than Tombstone; l.mu is held.
-func (l *Local) forget(now time.Time) {
-	for name, at := range l.done {
+// forget drops tombstones older than Tombstone; q.mu is held.
+func (q *Queue) forget(now time.Time) {
+	for name, at := range q.done {
 		if now.Sub(at) >= Tombstone {
-			delete(l.done, name)
+			delete(q.done, name)
 		}
 	}
 }
@@ -263,7 +222,7 @@ func backoff(attempts int) time.Duration {
 // Run calls Advance(ctx, 0) every interval until ctx ends, so that tasks
 // that fall due in real time, or were due when scheduled, run without a
 // clock move. It returns ctx's error.
-func (l *Local) Run(ctx context.Context, interval time.Duration) error {
+func (q *Queue) Run(ctx context.Context, interval time.Duration) error {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
@@ -271,7 +230,7 @@ func (l *Local) Run(ctx context.Context, interval time.Duration) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-tick.C:
-			if _, err := l.Advance(ctx, 0); err != nil {
+			if _, err := q.Advance(ctx, 0); err != nil {
 				return err
 			}
 		}
@@ -293,7 +252,7 @@ func DeliverHTTP(h http.Handler, secret string) Deliver {
 		}
 		req.Header.Set("Content-Type", "application/json")
 		if secret != "" {
-			req.Header.Set(SecretHeader, secret)
+			req.Header.Set(tasks.SecretHeader, secret)
 		}
 		w := &recorder{header: http.Header{}}
 		h.ServeHTTP(w, req)
