@@ -167,4 +167,3 @@ func newRequestID() string {
 	_, _ = rand.Read(b) // never fails (crypto/rand)
 	return "req_" + hex.EncodeToString(b)
 }
-

@@ -17,9 +17,9 @@ import (
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/functions"
+	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/internal/emulator"
 	"github.com/paymeter/paymeter/internal/mock"
-	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/store"
 )
 

@@ -19,8 +19,8 @@ import (
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/functions"
-	"github.com/paymeter/paymeter/internal/emulator"
 	"github.com/paymeter/paymeter/internal/clock"
+	"github.com/paymeter/paymeter/internal/emulator"
 	"github.com/paymeter/paymeter/lease"
 	"github.com/paymeter/paymeter/store"
 )

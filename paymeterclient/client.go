@@ -47,7 +47,9 @@ type Error struct {
 	Message string
 }
 
-func (e *Error) Error() string { return fmt.Sprintf("paymeter: %d %s: %s", e.Status, e.Code, e.Message) }
+func (e *Error) Error() string {
+	return fmt.Sprintf("paymeter: %d %s: %s", e.Status, e.Code, e.Message)
+}
 
 // Code returns the error code of err, "" if it is not an *Error.
 func Code(err error) string {
