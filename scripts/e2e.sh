@@ -13,7 +13,7 @@ work=$(mktemp -d)
 dev_pid=""
 sample_pid=""
 cleanup() {
-	[ -n "$sample_pid" ] && kill "$sample_pid" 2>/dev/null && wait "$sample_pid" 2>/dev/null
+	[ -n "$sample_pid" ] && kill "$sample_pid" 2>/dev/null && { wait "$sample_pid" 2>/dev/null || true; }
 	[ -n "$dev_pid" ] && kill "$dev_pid" 2>/dev/null && wait "$dev_pid" 2>/dev/null
 	rm -rf "$work"
 }
