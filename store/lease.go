@@ -153,6 +153,8 @@ func (s *Store) TakeLease(ctx context.Context, r LeaseRequest, now time.Time) (b
 type LeaseUse struct {
 	UID, ID     string
 	Used, Delta int64
+	// Routes is Delta by route, for the calls made on one.
+	Routes map[string]int64
 }
 
 // RecordLeaseUses records the use of several leases, of any accounts, in
@@ -165,6 +167,7 @@ func (s *Store) RecordLeaseUses(ctx context.Context, uses []LeaseUse, now time.T
 	//lint:ignore SA1019 one commit of plain writes, no reads: a transaction would add an RPC.
 	b := s.fs.Batch()
 	perAccount := map[string]int64{}
+	perRoute := map[string]map[string]any{}
 	var uids []string
 	for _, u := range uses {
 		b.Update(s.lease(u.UID, u.ID), []firestore.Update{{Path: "used", Value: u.Used}})
@@ -172,10 +175,24 @@ func (s *Store) RecordLeaseUses(ctx context.Context, uses []LeaseUse, now time.T
 			uids = append(uids, u.UID)
 		}
 		perAccount[u.UID] += u.Delta
+		for route, n := range u.Routes {
+			if perRoute[u.UID] == nil {
+				perRoute[u.UID] = map[string]any{}
+			}
+			prev, _ := perRoute[u.UID][route].(int64)
+			perRoute[u.UID][route] = prev + n
+		}
 	}
 	for _, uid := range uids { // one write per usage document
 		usage := s.account(uid).Collection(usageCol).Doc(month)
-		b.Set(usage, map[string]any{"days": map[string]any{dayKey: firestore.Increment(perAccount[uid])}}, firestore.MergeAll)
+		fields := map[string]any{"days": map[string]any{dayKey: firestore.Increment(perAccount[uid])}}
+		if routes := perRoute[uid]; len(routes) > 0 {
+			for route, n := range routes {
+				routes[route] = firestore.Increment(n.(int64))
+			}
+			fields["routes"] = map[string]any{dayKey: routes}
+		}
+		b.Set(usage, fields, firestore.MergeAll)
 	}
 	if _, err := b.Commit(ctx); err != nil {
 		if status.Code(err) == codes.NotFound {

@@ -67,9 +67,9 @@ run "defaults" {
 
   assert {
     condition = toset([for fn in google_cloudfunctions2_function.fn : fn.build_config[0].entry_point]) == toset([
-      "User", "Checkout", "Cancel", "Portal", "Webhook", "Meter", "TaskGrant", "TaskReconcile",
+      "User", "Checkout", "Cancel", "Portal", "Webhook", "Meter", "Operator", "TaskGrant", "TaskReconcile",
     ])
-    error_message = "Every entry point that paymeter.go registers (User, Checkout, Cancel, Portal, Webhook, Meter, TaskGrant, TaskReconcile) must be deployed, once."
+    error_message = "Every entry point that paymeter.go registers (User, Checkout, Cancel, Portal, Webhook, Meter, Operator, TaskGrant, TaskReconcile) must be deployed, once."
   }
 
   assert {
@@ -90,7 +90,7 @@ run "defaults" {
   # Public: the user API, the metered API, the webhook (and the other
   # browser-called functions).
   assert {
-    condition     = toset(keys(google_cloud_run_v2_service_iam_member.public)) == toset(["user", "checkout", "cancel", "portal", "webhook", "meter"])
+    condition     = toset(keys(google_cloud_run_v2_service_iam_member.public)) == toset(["user", "checkout", "cancel", "portal", "webhook", "meter", "operator"])
     error_message = "Exactly the user API, checkout, cancel, portal, webhook and meter functions must be public."
   }
 
@@ -134,10 +134,11 @@ run "defaults" {
       portal         = "STRIPE_SECRET_KEY"
       webhook        = "STRIPE_SECRET_KEY,STRIPE_WEBHOOK_SECRET"
       meter          = ""
+      operator       = "PAYMETER_OPERATOR_SECRET"
       task-grant     = ""
       task-reconcile = ""
     }
-    error_message = "Only checkout, cancel and portal (the key) and webhook (key and signing secret) may mount Stripe secrets."
+    error_message = "Only checkout, cancel and portal (the key) and webhook (key and signing secret) may mount Stripe secrets, and only operator the operator secret."
   }
 
   assert {
@@ -211,6 +212,7 @@ run "defaults" {
       portal         = google_service_account.functions.email
       webhook        = google_service_account.functions.email
       meter          = google_service_account.meter.email
+      operator       = google_service_account.functions.email
       task-grant     = google_service_account.functions.email
       task-reconcile = google_service_account.functions.email
     }
@@ -324,7 +326,7 @@ run "defaults" {
   }
 
   assert {
-    condition     = output.webhook_url == "https://europe-west2-paymeter-test.cloudfunctions.net/webhook" && length(output.function_urls) == 8
+    condition     = output.webhook_url == "https://europe-west2-paymeter-test.cloudfunctions.net/webhook" && length(output.function_urls) == 9
     error_message = "Outputs must give the webhook URL and every function URL."
   }
 
@@ -352,17 +354,21 @@ run "hosting_rewrites_match_the_functions" {
     condition = {
       for r in jsondecode(file("${path.module}/../firebase.json")).hosting.rewrites : r.source => r.function.functionId if can(r.function)
       } == {
-      "/api/plans"          = "user"
-      "/api/user"           = "user"
-      "/api/keys"           = "user"
-      "/api/keys/**"        = "user"
-      "/api/usage"          = "user"
-      "/api/ledger"         = "user"
-      "/api/checkout"       = "checkout"
-      "/api/cancel"         = "cancel"
-      "/api/portal"         = "portal"
-      "/api/stripe/webhook" = "webhook"
-      "/api/meter"          = "meter"
+      "/api/plans"                  = "user"
+      "/api/user"                   = "user"
+      "/api/keys"                   = "user"
+      "/api/keys/**"                = "user"
+      "/api/usage"                  = "user"
+      "/api/ledger"                 = "user"
+      "/api/checkout"               = "checkout"
+      "/api/cancel"                 = "cancel"
+      "/api/portal"                 = "portal"
+      "/api/stripe/webhook"         = "webhook"
+      "/api/meter"                  = "meter"
+      "/api/verify"                 = "operator"
+      "/api/reservations"           = "operator"
+      "/api/reservations/**"        = "operator"
+      "/api/reservations/**/settle" = "operator"
     }
     error_message = "firebase.json must rewrite exactly the contract's public API paths to their functions (and no task handler path)."
   }
@@ -415,4 +421,49 @@ run "rejects_negative_min_instances" {
   }
 
   expect_failures = [var.min_instance_count]
+}
+
+# Upstreams: the meter is told where they are, and the meter's service
+# account may invoke each upstream Cloud Run service named, and only those.
+run "upstreams" {
+  command = plan
+
+  variables {
+    meter_upstreams = {
+      "/v1/"          = { url = "https://search-abc-uc.a.run.app", service = "search" }
+      "/v2/translate" = { url = "https://translate-xyz-ew.a.run.app", service = "translate", location = "us-central1" }
+      "/v3/"          = { url = "https://elsewhere.example.com" }
+    }
+    meter_charge_on = "2xx"
+  }
+
+  assert {
+    condition     = google_cloudfunctions2_function.fn["meter"].service_config[0].environment_variables["METER_UPSTREAMS"] == "/v1/=https://search-abc-uc.a.run.app,/v2/translate=https://translate-xyz-ew.a.run.app,/v3/=https://elsewhere.example.com"
+    error_message = "METER_UPSTREAMS must list every prefix=url of meter_upstreams."
+  }
+
+  assert {
+    condition     = google_cloudfunctions2_function.fn["meter"].service_config[0].environment_variables["METER_CHARGE_ON"] == "2xx"
+    error_message = "METER_CHARGE_ON must come from meter_charge_on."
+  }
+
+  assert {
+    condition = (toset(keys(google_cloud_run_v2_service_iam_member.upstream)) == toset(["/v1/", "/v2/translate"]) &&
+      google_cloud_run_v2_service_iam_member.upstream["/v1/"].name == "search" &&
+      google_cloud_run_v2_service_iam_member.upstream["/v1/"].location == var.region &&
+      google_cloud_run_v2_service_iam_member.upstream["/v2/translate"].location == "us-central1" &&
+      alltrue([for b in values(google_cloud_run_v2_service_iam_member.upstream) :
+    b.role == "roles/run.invoker" && b.member == google_service_account.meter.member]))
+    error_message = "Each upstream that names its Cloud Run service must grant roles/run.invoker to the meter's service account, and nothing else."
+  }
+}
+
+run "upstream_urls_are_checked" {
+  command = plan
+
+  variables {
+    meter_upstreams = { "/api/x" = { url = "https://search-abc-uc.a.run.app" } }
+  }
+
+  expect_failures = [var.meter_upstreams]
 }
