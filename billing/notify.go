@@ -253,3 +253,38 @@ func NoticeSummary(n Notice) string {
 	}
 	return "Paymeter notice"
 }
+
+// Outbox delivery states.
+const (
+	OutboxPending = "pending"
+	OutboxSent    = "sent"
+	OutboxFailed  = "failed" // given up: the webhook's retry window passed
+)
+
+// OutboxEntry is a notice as its outbox holds it, with how far its delivery
+// has come. A channel whose time is set has been delivered and is never
+// sent again.
+type OutboxEntry struct {
+	Notice
+	Status        string    `firestore:"status"`
+	EmailSentAt   time.Time `firestore:"emailSentAt"`
+	WebhookSentAt time.Time `firestore:"webhookSentAt"`
+	Attempts      int64     `firestore:"attempts"`
+	// LastError says, without detail that may hold a secret, why the last
+	// attempt failed.
+	LastError    string    `firestore:"lastError"`
+	ClaimedUntil time.Time `firestore:"claimedUntil"`
+}
+
+// DeliveryReport is what one delivery attempt did: the channels it
+// delivered (zero times: not this time), why it failed if it did, and
+// whether the notice is done (Status OutboxSent or OutboxFailed).
+type DeliveryReport struct {
+	EmailSentAt   time.Time
+	WebhookSentAt time.Time
+	Error         string
+	Status        string
+	// Ledger, if not empty, is the ledger note that says a notice went out.
+	Ledger string
+	At     time.Time
+}

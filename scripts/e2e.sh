@@ -13,9 +13,13 @@ work=$(mktemp -d)
 dev_pid=""
 cleanup() {
 	[ -n "$dev_pid" ] && kill "$dev_pid" 2>/dev/null && wait "$dev_pid" 2>/dev/null
+	scripts/mailpit.sh stop "$work" || true
 	rm -rf "$work"
 }
 trap cleanup EXIT
+
+# The journey reads the notices' emails in Mailpit's web view.
+eval "$(scripts/mailpit.sh start "$work")"
 
 go build -o "$work/dev" ./cmd/dev
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -32,7 +36,7 @@ if ! grep -q '^Paymeter running at ' "$work/out"; then
 	exit 1
 fi
 
-if ! E2E_BASE_URL="http://127.0.0.1:$port" bash web/test.sh; then
+if ! E2E_BASE_URL="http://127.0.0.1:$port" E2E_MAILPIT_URL="$MAILPIT_URL" bash web/test.sh; then
 	echo "e2e.sh: dev server log (last 40 lines):" >&2
 	tail -n 40 "$work/err" >&2
 	exit 1

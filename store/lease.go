@@ -113,21 +113,27 @@ type LeaseRequest struct {
 func (s *Store) TakeLease(ctx context.Context, r LeaseRequest, now time.Time) (billing.Lease, int64, error) {
 	var l billing.Lease
 	var balance int64
+	var written *billing.Account
 	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		written = nil
 		a, err := s.accountAt(tx, r.UID, now)
 		if err != nil {
 			return err
 		}
 		l, err = a.TakeLease(r.ID, r.Owner, r.Want, r.TTL, now)
-		if errors.Is(err, billing.ErrInsufficientCredits) && len(a.SettledLeases()) > 0 {
-			s.putAccount(tx, a) // keep the settlements, and answer 402
-			balance = a.Balance(now)
-			return nil
+		if errors.Is(err, billing.ErrInsufficientCredits) {
+			// Keep the settlements and the exhausted notice, and answer 402.
+			if refused := a.Refused(r.Want, now); refused || len(a.SettledLeases()) > 0 {
+				s.putAccount(tx, a, now)
+				balance, written = a.Balance(now), a
+				return nil
+			}
 		}
 		if err != nil {
 			return err
 		}
-		s.putAccount(tx, a)
+		s.putAccount(tx, a, now)
+		written = a
 		if err := tx.Create(s.lease(r.UID, l.ID), leaseDoc{Amount: l.Amount, Owner: l.Owner, ExpiresAt: l.ExpiresAt}); err != nil {
 			return err
 		}
@@ -142,6 +148,7 @@ func (s *Store) TakeLease(ctx context.Context, r LeaseRequest, now time.Time) (b
 	if err != nil {
 		return billing.Lease{}, 0, fmt.Errorf("take lease on %s: %w", r.UID, err)
 	}
+	s.dispatch(ctx, written)
 	if l.ID == "" {
 		return billing.Lease{}, balance, billing.ErrInsufficientCredits
 	}
@@ -200,7 +207,9 @@ func (s *Store) RecordLeaseUses(ctx context.Context, uses []LeaseUse, now time.T
 // nothing.
 func (s *Store) ReturnLease(ctx context.Context, uid string, now time.Time, ids ...string) (int64, error) {
 	var balance int64
+	var written *billing.Account
 	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		written = nil
 		a, err := s.accountAt(tx, uid, now, ids...)
 		if err != nil {
 			return err
@@ -209,30 +218,36 @@ func (s *Store) ReturnLease(ctx context.Context, uid string, now time.Time, ids 
 		if len(a.SettledLeases()) == 0 {
 			return nil // nothing to write
 		}
-		s.putAccount(tx, a)
+		s.putAccount(tx, a, now)
+		written = a
 		return nil
 	}, firestore.MaxAttempts(debitAttempts))
 	if err != nil {
 		return 0, fmt.Errorf("return leases %v of %s: %w", ids, uid, err)
 	}
+	s.dispatch(ctx, written)
 	return balance, nil
 }
 
 // SettleExpiredLeases settles the expired leases of uid, as any account
 // transaction does; operators and tests use it to reclaim at once.
 func (s *Store) SettleExpiredLeases(ctx context.Context, uid string, now time.Time) error {
+	var written *billing.Account
 	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		written = nil
 		a, err := s.accountAt(tx, uid, now)
 		if err != nil {
 			return err
 		}
 		if len(a.SettledLeases()) > 0 {
-			s.putAccount(tx, a)
+			s.putAccount(tx, a, now)
+			written = a
 		}
 		return nil
 	}, firestore.MaxAttempts(debitAttempts))
 	if err != nil {
 		return fmt.Errorf("settle leases of %s: %w", uid, err)
 	}
+	s.dispatch(ctx, written)
 	return nil
 }

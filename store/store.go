@@ -46,7 +46,9 @@ const keyTouchInterval = time.Minute
 type Store struct {
 	fs              *firestore.Client
 	free            billing.Plan
+	catalog         billing.Catalog // for the low-balance thresholds
 	requireVerified bool
+	onNotices       func(ctx context.Context, tasks []billing.NoticeTask)
 }
 
 var (
@@ -59,7 +61,7 @@ var (
 
 // New returns a Store on client; free is the plan new accounts start on.
 func New(client *firestore.Client, free billing.Plan) *Store {
-	return &Store{fs: client, free: free}
+	return &Store{fs: client, free: free, catalog: billing.DefaultCatalog()}
 }
 
 // RequireVerifiedEmail makes Provision open the account of an identity
@@ -100,6 +102,7 @@ func (s *Store) Provision(ctx context.Context, id billing.Identity, now time.Tim
 			return err
 		}
 		a := billing.OpenAccount(id, s.free, s.requireVerified, now)
+		a.WatchBalance(s.catalog, now) // arms the low-balance notice
 		if err := tx.Create(s.account(id.UID), a); err != nil {
 			return err
 		}
@@ -124,13 +127,14 @@ func (s *Store) UpdateAccount(ctx context.Context, uid string, fn func(*billing.
 		if err := fn(a); err != nil {
 			return err
 		}
-		s.putAccount(tx, a)
+		s.putAccount(tx, a, time.Now())
 		out = a
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("update account %s: %w", uid, err)
 	}
+	s.dispatch(ctx, out)
 	return out, nil
 }
 
@@ -139,8 +143,9 @@ func (s *Store) UpdateAccount(ctx context.Context, uid string, fn func(*billing.
 func (s *Store) ApplyEvent(ctx context.Context, eventID, uid string, fn func(*billing.Account) error) (bool, error) {
 	ev := s.fs.Collection(eventsCol).Doc(eventID)
 	var applied bool
+	var written *billing.Account
 	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		applied = false
+		applied, written = false, nil
 		if _, err := tx.Get(ev); err == nil {
 			return nil
 		} else if status.Code(err) != codes.NotFound {
@@ -153,17 +158,18 @@ func (s *Store) ApplyEvent(ctx context.Context, eventID, uid string, fn func(*bi
 		if err := fn(a); err != nil {
 			return err
 		}
-		s.putAccount(tx, a)
 		now := time.Now()
+		s.putAccount(tx, a, now)
 		if err := tx.Create(ev, map[string]any{"uid": uid, "appliedAt": now, "expireAt": now.Add(eventRetention)}); err != nil {
 			return err
 		}
-		applied = true
+		applied, written = true, a
 		return nil
 	})
 	if err != nil {
 		return false, fmt.Errorf("apply event %s to %s: %w", eventID, uid, err)
 	}
+	s.dispatch(ctx, written)
 	return applied, nil
 }
 
@@ -303,15 +309,26 @@ func (s *Store) DebitKey(ctx context.Context, hash string, cost int64, now time.
 	}
 	keyRef := s.fs.Collection(keysCol).Doc(hash)
 	var remaining int64
+	var written *billing.Account
+	refused := false
 	err = s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		written, refused = nil, false
 		a, err := s.getAccount(tx, key.UID)
 		if err != nil {
 			return err
 		}
 		if err := a.Debit(cost, now); err != nil {
+			if errors.Is(err, billing.ErrInsufficientCredits) && a.Refused(cost, now) {
+				// The first refusal after credits came in: write its notice,
+				// and still answer 402.
+				s.putAccount(tx, a, now)
+				written, refused = a, true
+				return nil
+			}
 			return err
 		}
-		s.putAccount(tx, a)
+		s.putAccount(tx, a, now)
+		written = a
 		month, day := billing.UsageKeys(now)
 		usage := s.account(key.UID).Collection(usageCol).Doc(month)
 		if err := tx.Set(usage, map[string]any{"days": map[string]any{day: firestore.Increment(cost)}}, firestore.MergeAll); err != nil {
@@ -325,11 +342,18 @@ func (s *Store) DebitKey(ctx context.Context, hash string, cost int64, now time.
 		remaining = a.Balance(now)
 		return nil
 	}, firestore.MaxAttempts(debitAttempts))
+	if refused && err != nil {
+		return 0, billing.ErrInsufficientCredits // the notice is not worth failing the call for
+	}
 	if err != nil {
 		if errors.Is(err, billing.ErrNotFound) {
 			return 0, billing.ErrInvalidAPIKey // the owner is gone
 		}
 		return 0, fmt.Errorf("debit %s: %w", key.UID, err)
+	}
+	s.dispatch(ctx, written)
+	if refused {
+		return 0, billing.ErrInsufficientCredits
 	}
 	return remaining, nil
 }
@@ -415,10 +439,14 @@ func (s *Store) getAccount(tx *firestore.Transaction, uid string) (*billing.Acco
 	return s.accountAt(tx, uid, time.Now())
 }
 
-func (s *Store) putAccount(tx *firestore.Transaction, a *billing.Account) {
+// putAccount writes a with its new ledger entries and notices, after the
+// low-balance watch has looked at its balance at now.
+func (s *Store) putAccount(tx *firestore.Transaction, a *billing.Account, now time.Time) {
+	a.WatchBalance(s.catalog, now)
 	// Set and Create only fail on encoding, which the account's types rule out.
 	_ = tx.Set(s.account(a.UID), a)
 	s.writeEntries(tx, a)
+	s.writeNotices(tx, a)
 	for _, id := range a.SettledLeases() {
 		_ = tx.Delete(s.lease(a.UID, id))
 	}

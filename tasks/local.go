@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -77,10 +78,16 @@ const (
 // an hour for queues created through its API.
 const Tombstone = time.Hour
 
-// PendingTask is a task waiting in Local.
+// DeliverNotice delivers one notice task; an error means "not done", and
+// the task is retried.
+type DeliverNotice func(ctx context.Context, t billing.NoticeTask) error
+
+// PendingTask is a task waiting in Local: a grant (Task) or, when Notice is
+// set, a notice's delivery.
 type PendingTask struct {
 	Name     string
 	Task     billing.GrantTask
+	Notice   *billing.NoticeTask
 	Due      time.Time // Task.At, or the next retry after a failed delivery
 	Attempts int       // failed deliveries so far
 }
@@ -98,9 +105,10 @@ type PendingTask struct {
 // run promptly. Local is safe for concurrent use; deliveries run one at a
 // time, without Local's lock held, so a delivery may schedule tasks.
 type Local struct {
-	clock   *DevClock
-	deliver Deliver
-	log     *slog.Logger
+	clock         *DevClock
+	deliver       Deliver
+	deliverNotice DeliverNotice
+	log           *slog.Logger
 
 	advancing sync.Mutex // one Advance at a time
 
@@ -109,7 +117,10 @@ type Local struct {
 	done    map[string]time.Time // name -> when it ran or was deleted
 }
 
-var _ billing.Scheduler = (*Local)(nil)
+var (
+	_ billing.Scheduler       = (*Local)(nil)
+	_ billing.NoticeScheduler = (*Local)(nil)
+)
 
 // NewLocal returns a Local scheduler that delivers tasks with deliver on
 // clock's time. A nil log discards.
@@ -136,6 +147,33 @@ func (l *Local) ScheduleGrant(_ context.Context, t billing.GrantTask) error {
 	}
 	delete(l.done, name)
 	l.pending[name] = &PendingTask{Name: name, Task: t, Due: t.At}
+	return nil
+}
+
+// DeliverNoticesWith sets how notice tasks are delivered; until it is set
+// they wait. Call it before Advance runs.
+func (l *Local) DeliverNoticesWith(d DeliverNotice) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.deliverNotice = d
+}
+
+// ScheduleNotice queues the delivery of notice t, due now, unless a task
+// of its name is pending or finished within Tombstone; it returns nil
+// either way.
+func (l *Local) ScheduleNotice(_ context.Context, t billing.NoticeTask) error {
+	name := NoticeTaskID(t)
+	now := l.clock.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.pending[name]; ok {
+		return nil
+	}
+	if at, ok := l.done[name]; ok && now.Sub(at) < Tombstone {
+		return nil
+	}
+	delete(l.done, name)
+	l.pending[name] = &PendingTask{Name: name, Notice: &t, Due: now}
 	return nil
 }
 
@@ -219,7 +257,18 @@ func (l *Local) Advance(ctx context.Context, d time.Duration) (int, error) {
 			break
 		}
 		l.clock.AdvanceTo(p.Due)
-		err := l.deliver(ctx, p.Task)
+		var err error
+		if p.Notice != nil {
+			l.mu.Lock()
+			d := l.deliverNotice
+			l.mu.Unlock()
+			err = errNoNoticeDelivery
+			if d != nil {
+				err = d(ctx, *p.Notice)
+			}
+		} else {
+			err = l.deliver(ctx, p.Task)
+		}
 		now := l.clock.Now()
 		l.mu.Lock()
 		cur, ok := l.pending[p.Name]
@@ -233,8 +282,13 @@ func (l *Local) Advance(ctx context.Context, d time.Duration) (int, error) {
 		default:
 			cur.Attempts++
 			cur.Due = now.Add(backoff(cur.Attempts))
-			l.log.Warn("grant task failed; retrying", "task", p.Name, "uid", p.Task.UID,
-				"period", p.Task.Period, "attempts", cur.Attempts, "retryAt", cur.Due, "err", err)
+			if p.Notice != nil {
+				l.log.Warn("notice task failed; retrying", "task", p.Name, "uid", p.Notice.UID,
+					"notice", p.Notice.ID, "attempts", cur.Attempts, "retryAt", cur.Due, "err", err)
+			} else {
+				l.log.Warn("grant task failed; retrying", "task", p.Name, "uid", p.Task.UID,
+					"period", p.Task.Period, "attempts", cur.Attempts, "retryAt", cur.Due, "err", err)
+			}
 		}
 		l.forget(now)
 		l.mu.Unlock()
@@ -275,6 +329,36 @@ func (l *Local) Run(ctx context.Context, interval time.Duration) error {
 				return err
 			}
 		}
+	}
+}
+
+var errNoNoticeDelivery = errors.New("no notice delivery set (DeliverNoticesWith)")
+
+// DeliverNoticeHTTP returns a DeliverNotice that POSTs each notice task, as
+// Cloud Tasks would, to h in-process, like DeliverHTTP.
+func DeliverNoticeHTTP(h http.Handler, secret string) DeliverNotice {
+	return func(ctx context.Context, t billing.NoticeTask) error {
+		body, err := json.Marshal(t)
+		if err != nil {
+			return err
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "/api/tasks/notify", bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if secret != "" {
+			req.Header.Set(SecretHeader, secret)
+		}
+		w := &recorder{header: http.Header{}}
+		h.ServeHTTP(w, req)
+		if w.status == 0 {
+			w.status = http.StatusOK
+		}
+		if w.status < 200 || w.status > 299 {
+			return fmt.Errorf("deliver notice %s of %s: status %d: %s", t.ID, t.UID, w.status, w.body.String())
+		}
+		return nil
 	}
 }
 
