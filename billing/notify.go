@@ -98,6 +98,10 @@ func (s NotifySettings) Validate() error {
 // notice is armed when it may go out; sending disarms it, and arming again
 // starts a new crossing (Seq), whose notice has a new id.
 type NoticeWatch struct {
+	// Seen is the spendable balance when the account was last written: the
+	// low-balance notice goes when the balance falls, not when a plan
+	// change raises the threshold above it.
+	Seen           int64 `firestore:"seen"`
 	LowArmed       bool  `firestore:"lowArmed"`
 	LowSeq         int64 `firestore:"lowSeq"`
 	ExhaustedArmed bool  `firestore:"exhaustedArmed"`
@@ -125,18 +129,21 @@ func (a *Account) LowBalanceThreshold(c Catalog) int64 {
 // (the lease's recorded use is watched where it is recorded).
 func (a *Account) Spendable(now time.Time) int64 { return a.Balance(now) + a.Leased() }
 
-// WatchBalance makes the low-balance notice when the spendable balance is
+// WatchBalance makes the low-balance notice when the spendable balance fell
 // below the threshold and the notice is armed, and re-arms it once the
-// balance is at or above the threshold again: one notice per crossing. The
-// store calls it before every write of the account.
+// balance is at or above the threshold again: one notice per crossing. A
+// balance that did not fall (a plan change raised the threshold) waits for
+// the next spending. The store calls it before every write of the account.
 func (a *Account) WatchBalance(c Catalog, now time.Time) {
 	threshold := a.LowBalanceThreshold(c)
 	b := a.Spendable(now)
+	fell := b < a.Watch.Seen
+	a.Watch.Seen = b
 	switch {
 	case b >= threshold && !a.Watch.LowArmed:
 		a.Watch.LowArmed = true
 		a.Watch.LowSeq++
-	case b < threshold && a.Watch.LowArmed:
+	case b < threshold && a.Watch.LowArmed && fell:
 		a.Watch.LowArmed = false
 		a.notify(Notice{ID: LowBalanceNoticeID(a.Watch.LowSeq), Type: NoticeLowBalance, Created: now,
 			Data: NoticeData{Plan: a.Plan, Balance: b, Threshold: threshold}})

@@ -66,6 +66,23 @@ func TestBalanceNoticesOncePerCrossing(t *testing.T) {
 	}
 }
 
+func TestAPlanChangeAloneMakesNoLowBalanceNotice(t *testing.T) {
+	c := billing.DefaultCatalog()
+	a := billing.NewAccount("u6", "u6@example.com", free, at0)
+	a.WatchBalance(c, at0)
+	// Subscribing moves the account to Basic (threshold 200) before the
+	// invoice's grant arrives: 50 is below it, but nothing was spent.
+	mustApply(t, a, lifecycle()[0], at0)
+	a.WatchBalance(c, at0)
+	if ids := noticeIDs(a); len(ids) != 0 {
+		t.Fatalf("notices on subscribing: %v", ids)
+	}
+	watched(t, a, 1, at0) // spending below the threshold notifies
+	if ids := noticeIDs(a); !slices.Equal(ids, []string{"low-balance-1"}) {
+		t.Fatalf("notices = %v", ids)
+	}
+}
+
 func TestNoExhaustedNoticeWithoutCreditsEver(t *testing.T) {
 	a := billing.OpenAccount(billing.Identity{UID: "u2", Email: "u2@example.com"}, free, true, at0)
 	watched(t, a, 1, at0)
