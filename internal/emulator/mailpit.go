@@ -123,4 +123,3 @@ func (m *Mailpit) Text(t testing.TB, id string) string {
 	do(t, "GET", m.API+"/api/v1/message/"+url.PathEscape(id), nil, nil, &out)
 	return out.Text
 }
-
