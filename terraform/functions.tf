@@ -87,6 +87,16 @@ locals {
       timeout     = 300
       env         = {}
     }
+    task-notify = {
+      entry_point = "TaskNotify"
+      description = "Cloud Tasks handler: delivers one notice (email over SMTP, the operator's signed webhook)."
+      public      = false
+      memory      = "256Mi"
+      cpu         = null
+      concurrency = 1
+      timeout     = 120
+      env         = {}
+    }
   }
 
   # The function URL is known before the function exists, which lets every
@@ -111,12 +121,17 @@ locals {
     # admits only tokens for the URL called); every function's init wires
     # both task handlers, so every function needs it.
     TASKS_RECONCILE_URL = local.function_url["task-reconcile"]
-    LOG_FORMAT          = var.log_format
-    METER_MODE          = var.meter_mode
-    LEASE_TTL           = var.lease_ttl
-    LEASE_IDLE          = var.lease_idle
-    LEASE_MAX_BLOCK     = tostring(var.lease_max_block)
-    KEY_CACHE_TTL       = var.key_cache_ttl
+    # Notices: every function that changes accounts schedules their delivery.
+    TASKS_NOTIFY_URL     = local.function_url["task-notify"]
+    TASKS_NOTIFY_QUEUE   = "projects/${var.project_id}/locations/${google_cloud_tasks_queue.notices.location}/queues/${google_cloud_tasks_queue.notices.name}"
+    MAIL_FROM            = var.mail_from
+    OPERATOR_WEBHOOK_URL = var.operator_webhook_url
+    LOG_FORMAT           = var.log_format
+    METER_MODE           = var.meter_mode
+    LEASE_TTL            = var.lease_ttl
+    LEASE_IDLE           = var.lease_idle
+    LEASE_MAX_BLOCK      = tostring(var.lease_max_block)
+    KEY_CACHE_TTL        = var.key_cache_ttl
     # Free credits only for verified emails, against throwaway sign-ups.
     REQUIRE_VERIFIED_EMAIL = tostring(var.require_verified_email)
   }
@@ -189,6 +204,19 @@ resource "google_cloudfunctions2_function" "fn" {
       secret     = google_secret_manager_secret.stripe["STRIPE_WEBHOOK_SECRET"].secret_id
       version    = "latest"
     }
+
+    # The notices' secrets, mounted once the deployment uses them (a secret
+    # without a version cannot be mounted): SMTP_URL with smtp_enabled,
+    # OPERATOR_WEBHOOK_SECRET with an operator_webhook_url.
+    dynamic "secret_environment_variables" {
+      for_each = local.notify_secrets_mounted
+      content {
+        key        = secret_environment_variables.key
+        project_id = var.project_id
+        secret     = google_secret_manager_secret.notify[secret_environment_variables.key].secret_id
+        version    = "latest"
+      }
+    }
   }
 
   depends_on = [
@@ -196,5 +224,6 @@ resource "google_cloudfunctions2_function" "fn" {
     google_project_iam_member.functions_firestore,
     google_project_iam_member.functions_auth_viewer,
     google_secret_manager_secret_iam_member.functions_read_stripe,
+    google_secret_manager_secret_iam_member.functions_read_notify,
   ]
 }

@@ -51,6 +51,15 @@ resource "google_cloud_tasks_queue_iam_member" "functions_enqueue" {
   member   = google_service_account.functions.member
 }
 
+# Functions: add tasks to the notices queue.
+resource "google_cloud_tasks_queue_iam_member" "functions_enqueue_notices" {
+  project  = var.project_id
+  location = google_cloud_tasks_queue.notices.location
+  name     = google_cloud_tasks_queue.notices.name
+  role     = "roles/cloudtasks.enqueuer"
+  member   = google_service_account.functions.member
+}
+
 # Functions: name the task caller in the OIDC token of each task they create
 # (Cloud Tasks requires actAs on that account, and on no other).
 resource "google_service_account_iam_member" "functions_act_as_tasks" {

@@ -30,3 +30,40 @@ resource "google_secret_manager_secret_iam_member" "functions_read_stripe" {
   role      = "roles/secretmanager.secretAccessor"
   member    = google_service_account.functions.member
 }
+
+# The notices' secrets, as the Stripe ones: created here, their values added
+# with gcloud (terraform/README.md), read by the functions' account. They are
+# mounted only once used (functions.tf), since a secret with no version
+# cannot be mounted.
+locals {
+  notify_secrets = {
+    SMTP_URL                = "smtp-url"
+    OPERATOR_WEBHOOK_SECRET = "operator-webhook-secret"
+  }
+  notify_secrets_mounted = {
+    for env, id in local.notify_secrets : env => id
+    if(env == "SMTP_URL" && var.smtp_enabled) || (env == "OPERATOR_WEBHOOK_SECRET" && var.operator_webhook_url != "")
+  }
+}
+
+resource "google_secret_manager_secret" "notify" {
+  for_each = local.notify_secrets
+
+  project   = var.project_id
+  secret_id = each.value
+
+  replication {
+    auto {}
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_secret_manager_secret_iam_member" "functions_read_notify" {
+  for_each = local.notify_secrets
+
+  project   = var.project_id
+  secret_id = google_secret_manager_secret.notify[each.key].secret_id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = google_service_account.functions.member
+}

@@ -182,3 +182,26 @@ variable "key_cache_ttl" {
   description = "Lease mode: how long an instance trusts an API key lookup (KEY_CACHE_TTL): the revocation delay."
   default     = "10s"
 }
+
+variable "mail_from" {
+  type        = string
+  description = "Sender of the notices' emails (MAIL_FROM), e.g. \"Paymeter <billing@example.com>\"."
+  default     = "Paymeter <noreply@localhost>"
+}
+
+variable "smtp_enabled" {
+  type        = bool
+  description = "Send the notices' emails: mounts the smtp-url secret as SMTP_URL (add its version first, see README.md)."
+  default     = false
+}
+
+variable "operator_webhook_url" {
+  type        = string
+  description = "The operator's webhook for signed notice events (OPERATOR_WEBHOOK_URL); empty: none. Mounts the operator-webhook-secret secret (add its version first)."
+  default     = ""
+
+  validation {
+    condition     = var.operator_webhook_url == "" || startswith(var.operator_webhook_url, "https://")
+    error_message = "operator_webhook_url must be empty or an https:// URL."
+  }
+}

@@ -29,9 +29,9 @@ run "defaults" {
 
   assert {
     condition = toset([for fn in google_cloudfunctions2_function.fn : fn.build_config[0].entry_point]) == toset([
-      "User", "Checkout", "Cancel", "Portal", "Webhook", "Meter", "TaskGrant", "TaskReconcile",
+      "User", "Checkout", "Cancel", "Portal", "Webhook", "Meter", "TaskGrant", "TaskReconcile", "TaskNotify",
     ])
-    error_message = "Every entry point that paymeter.go registers (User, Checkout, Cancel, Portal, Webhook, Meter, TaskGrant, TaskReconcile) must be deployed, once."
+    error_message = "Every entry point that paymeter.go registers (User, Checkout, Cancel, Portal, Webhook, Meter, TaskGrant, TaskReconcile, TaskNotify) must be deployed, once."
   }
 
   assert {
@@ -71,13 +71,14 @@ run "defaults" {
     condition = alltrue([
       for binding in concat(values(google_cloud_run_v2_service_iam_member.public), values(google_cloud_run_v2_service_iam_member.tasks)) :
       !(contains(["allUsers", "allAuthenticatedUsers"], binding.member) &&
-      contains([google_cloudfunctions2_function.fn["task-grant"].name, google_cloudfunctions2_function.fn["task-reconcile"].name], binding.name))
+        contains([google_cloudfunctions2_function.fn["task-grant"].name, google_cloudfunctions2_function.fn["task-reconcile"].name,
+      google_cloudfunctions2_function.fn["task-notify"].name], binding.name))
     ])
-    error_message = "TaskGrant and TaskReconcile must not be public."
+    error_message = "TaskGrant, TaskReconcile and TaskNotify must not be public."
   }
 
   assert {
-    condition = toset(keys(google_cloud_run_v2_service_iam_member.tasks)) == toset(["task-grant", "task-reconcile"]) && alltrue([
+    condition = toset(keys(google_cloud_run_v2_service_iam_member.tasks)) == toset(["task-grant", "task-reconcile", "task-notify"]) && alltrue([
       for name, binding in google_cloud_run_v2_service_iam_member.tasks :
       binding.member == google_service_account.tasks.member && binding.role == "roles/run.invoker" && binding.name == google_cloudfunctions2_function.fn[name].name
     ])
@@ -166,6 +167,22 @@ run "defaults" {
   }
 
   assert {
+    condition = google_cloud_tasks_queue.notices.retry_config[0].max_retry_duration == "259200s" && alltrue([
+      for fn in google_cloudfunctions2_function.fn :
+      fn.service_config[0].environment_variables["TASKS_NOTIFY_URL"] == "https://europe-west2-paymeter-test.cloudfunctions.net/task-notify" &&
+      fn.service_config[0].environment_variables["TASKS_NOTIFY_QUEUE"] == "projects/paymeter-test/locations/europe-west2/queues/paymeter-notices"
+    ])
+    error_message = "Notices go to their own queue, retried for three days, delivered by task-notify."
+  }
+
+  assert {
+    condition = toset(keys(google_secret_manager_secret.notify)) == toset(["SMTP_URL", "OPERATOR_WEBHOOK_SECRET"]) && alltrue([
+      for b in google_secret_manager_secret_iam_member.functions_read_notify :
+    b.member == google_service_account.functions.member && b.role == "roles/secretmanager.secretAccessor"])
+    error_message = "The SMTP URL and the operator webhook secret live in Secret Manager, readable by the functions."
+  }
+
+  assert {
     condition = (
       google_cloud_scheduler_job.reconcile.http_target[0].uri == "https://europe-west2-paymeter-test.cloudfunctions.net/task-reconcile" &&
       google_cloud_scheduler_job.reconcile.http_target[0].oidc_token[0].service_account_email == google_service_account.tasks.email &&
@@ -214,7 +231,7 @@ run "defaults" {
   }
 
   assert {
-    condition     = output.webhook_url == "https://europe-west2-paymeter-test.cloudfunctions.net/webhook" && length(output.function_urls) == 8
+    condition     = output.webhook_url == "https://europe-west2-paymeter-test.cloudfunctions.net/webhook" && length(output.function_urls) == 9
     error_message = "Outputs must give the webhook URL and every function URL."
   }
 
@@ -248,6 +265,7 @@ run "hosting_rewrites_match_the_functions" {
       "/api/keys/**"        = "user"
       "/api/usage"          = "user"
       "/api/ledger"         = "user"
+      "/api/notifications"  = "user"
       "/api/checkout"       = "checkout"
       "/api/cancel"         = "cancel"
       "/api/portal"         = "portal"
@@ -305,4 +323,24 @@ run "rejects_negative_min_instances" {
   }
 
   expect_failures = [var.min_instance_count]
+}
+
+# The notices' secrets are mounted once the deployment uses them.
+run "notice_secrets_mount_when_used" {
+  command = plan
+
+  variables {
+    smtp_enabled         = true
+    operator_webhook_url = "https://ops.example.com/paymeter"
+    mail_from            = "Paymeter <billing@example.com>"
+  }
+
+  assert {
+    condition = alltrue([for fn in google_cloudfunctions2_function.fn :
+      toset([for s in fn.service_config[0].secret_environment_variables : s.key]) == toset(["STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "SMTP_URL", "OPERATOR_WEBHOOK_SECRET"]) &&
+      fn.service_config[0].environment_variables["OPERATOR_WEBHOOK_URL"] == "https://ops.example.com/paymeter" &&
+      fn.service_config[0].environment_variables["MAIL_FROM"] == "Paymeter <billing@example.com>"
+    ])
+    error_message = "With smtp_enabled and an operator_webhook_url, every function mounts SMTP_URL and OPERATOR_WEBHOOK_SECRET and gets MAIL_FROM and OPERATOR_WEBHOOK_URL."
+  }
 }
