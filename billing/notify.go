@@ -153,20 +153,35 @@ func (a *Account) WatchBalance(c Catalog, now time.Time) {
 // LowBalanceNoticeID is the id of the low-balance notice of crossing seq.
 func LowBalanceNoticeID(seq int64) string { return "low-balance-" + strconv.FormatInt(seq, 10) }
 
-// LowBalanceCrossing reports, for a use recorded outside the account (a
-// lease), whether the balance went from at or above the threshold to below
-// it, and the notice that says so. before and after are the spendable
-// balances around the use; the account's watch as last read gives the
-// crossing's id, so every instance that sees the same crossing makes the
-// same notice, and the account's own watch makes it again, not another.
-func (a *Account) LowBalanceCrossing(c Catalog, before, after int64, now time.Time) (Notice, bool) {
+// LowBalanceWatch is what a lease's holder needs to see the low-balance
+// crossing where it records the lease's use, outside the account: the
+// threshold and, while armed, the notice of the current crossing. Every
+// instance that sees the same crossing makes the same notice, and the
+// account's own watch makes it again when the lease is settled, not another.
+type LowBalanceWatch struct {
+	Threshold int64
+	Armed     bool
+	Notice    Notice // the crossing's notice, its balance to be filled in
+}
+
+// LowBalanceWatch returns the account's watch as it stands.
+func (a *Account) LowBalanceWatch(c Catalog, now time.Time) LowBalanceWatch {
 	threshold := a.LowBalanceThreshold(c)
-	if !a.Watch.LowArmed || before < threshold || after >= threshold {
+	n := Notice{ID: LowBalanceNoticeID(a.Watch.LowSeq), Type: NoticeLowBalance, UID: a.UID, Created: now,
+		Data: NoticeData{Plan: a.Plan, Threshold: threshold}}
+	a.addressed(&n)
+	return LowBalanceWatch{Threshold: threshold, Armed: a.Watch.LowArmed, Notice: n}
+}
+
+// Crossed reports whether a use outside the account took the balance from
+// before to after across the threshold, and returns the notice that says
+// so, made at now.
+func (w LowBalanceWatch) Crossed(before, after int64, now time.Time) (Notice, bool) {
+	if !w.Armed || before < w.Threshold || after >= w.Threshold {
 		return Notice{}, false
 	}
-	n := Notice{ID: LowBalanceNoticeID(a.Watch.LowSeq), Type: NoticeLowBalance, UID: a.UID, Created: now,
-		Data: NoticeData{Plan: a.Plan, Balance: after, Threshold: threshold}}
-	a.addressed(&n)
+	n := w.Notice
+	n.Created, n.Data.Balance = now, after
 	return n, true
 }
 

@@ -134,6 +134,7 @@ func (s *Store) TakeLease(ctx context.Context, r LeaseRequest, now time.Time) (b
 		}
 		s.putAccount(tx, a, now)
 		written = a
+		l.Watch = a.LowBalanceWatch(s.catalog, now)
 		if err := tx.Create(s.lease(r.UID, l.ID), leaseDoc{Amount: l.Amount, Owner: l.Owner, ExpiresAt: l.ExpiresAt}); err != nil {
 			return err
 		}
@@ -156,10 +157,12 @@ func (s *Store) TakeLease(ctx context.Context, r LeaseRequest, now time.Time) (b
 }
 
 // LeaseUse is what one lease has spent so far (Used) and since its last
-// record (Delta).
+// record (Delta), and the low-balance notice this use made, if any
+// (billing.LowBalanceWatch), written with it.
 type LeaseUse struct {
 	UID, ID     string
 	Used, Delta int64
+	Notice      *billing.Notice
 }
 
 // RecordLeaseUse durably records, in one commit without a transaction, that
@@ -192,11 +195,21 @@ func (s *Store) RecordLeaseUses(ctx context.Context, uses []LeaseUse, now time.T
 		usage := s.account(uid).Collection(usageCol).Doc(month)
 		b.Set(usage, map[string]any{"days": map[string]any{dayKey: firestore.Increment(perAccount[uid])}}, firestore.MergeAll)
 	}
+	var notices []billing.NoticeTask
+	for _, u := range uses {
+		if n := u.Notice; n != nil {
+			b.Set(s.outbox(n.UID, n.ID), noticeFields(*n), firestore.MergeAll)
+			notices = append(notices, billing.NoticeTask{UID: n.UID, ID: n.ID})
+		}
+	}
 	if _, err := b.Commit(ctx); err != nil {
 		if status.Code(err) == codes.NotFound {
 			return fmt.Errorf("record use of %d leases: %w", len(uses), ErrLeaseGone)
 		}
 		return fmt.Errorf("record use of %d leases: %w", len(uses), err)
+	}
+	if len(notices) > 0 && s.onNotices != nil {
+		s.onNotices(ctx, notices)
 	}
 	return nil
 }
