@@ -4,8 +4,8 @@ SHELL := /bin/bash
 PORT ?= 8000
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: dev test check test-go test-terraform test-web test-e2e web-build emulators emulators-stop \
-	bench plans-sync plans-dry-run deploy-source deploy deploy-web destroy fuzz storm load
+.PHONY: help dev test check test-go test-terraform test-web test-e2e web-build emulators emulators-stop \
+	bench rehearse plans-sync plans-dry-run deploy-source deploy deploy-web destroy fuzz storm load
 
 ## dev: start the emulators, build the web app and serve everything on http://localhost:$(PORT)
 dev:
@@ -19,24 +19,35 @@ test:
 check:
 	bash scripts/test.sh check
 
+## test-go: the Go tests, with the emulators (started if not running)
 test-go:
 	bash scripts/test.sh go
 
+## test-terraform: terraform fmt, validate and test against the provider schemas, offline
 test-terraform:
 	bash terraform/test.sh
 
+## test-web: the web app's unit tests and production build
 test-web:
 	bash web/test.sh
 
+## test-e2e: the web app's tests and the end-to-end journey in chromium against the dev server, with the emulators
 test-e2e:
 	bash scripts/test.sh e2e
 
+## rehearse: build the deployable zip and run it as Cloud Functions does, behind a Hosting + Cloud Run front; checks, cold starts, RSS
+rehearse:
+	bash scripts/rehearse.sh
+
+## web-build: install the web app's packages if needed and build web/dist
 web-build:
 	bash web/test.sh build
 
+## emulators: start the Firestore and Auth emulators and print their environment
 emulators:
 	@scripts/emulators.sh start
 
+## emulators-stop: stop the emulators that make emulators started
 emulators-stop:
 	@scripts/emulators.sh stop
 
@@ -48,6 +59,7 @@ bench:
 plans-sync:
 	go run ./cmd/plans sync
 
+## plans-dry-run: what plans-sync would change, changing nothing
 plans-dry-run:
 	go run ./cmd/plans sync -dry-run
 
@@ -81,3 +93,9 @@ storm:
 ## load: both metering modes in one run on one hot key, through HTTP (docs/cost.md)
 load:
 	@eval "$$(scripts/emulators.sh start)" && bash cmd/load/compare.sh
+
+## help: every target with a line on what it does
+help:
+	@awk '/^## [a-z0-9-]+:/ { sub(/^## /, ""); t = $$0; sub(/:.*/, "", t); d = $$0; sub(/^[^:]*: */, "", d); printf "  %-16s %s\n", t, d; documented[t] = 1 } \
+		/^[a-z0-9-]+:/ { t = $$1; sub(/:.*/, "", t); targets[++n] = t } \
+		END { for (i = 1; i <= n; i++) if (!(targets[i] in documented)) { print "no \"## " targets[i] ": ...\" line in the Makefile" > "/dev/stderr"; bad = 1 } exit bad }' $(firstword $(MAKEFILE_LIST))

@@ -13,7 +13,6 @@ const (
 	CodeUnauthenticated     = "unauthenticated"
 	CodeInvalidAPIKey       = "invalid_api_key"
 	CodeInsufficientCredits = "insufficient_credits"
-	CodeForbidden           = "forbidden"
 	CodeNotFound            = "not_found"
 	CodeMethodNotAllowed    = "method_not_allowed"
 	CodeConflict            = "conflict"
@@ -71,4 +70,6 @@ var (
 	ErrTooManyKeys         = &Error{Code: CodeTooManyKeys, Message: fmt.Sprintf("an account can have at most %d API keys; revoke one first", MaxKeys)}
 	ErrInvalidPlan         = &Error{Code: CodeInvalidPlan, Message: "choose a paid plan: Basic or Power"}
 	ErrAlreadySubscribed   = &Error{Code: CodeAlreadySubscribed, Message: "you already subscribe to this plan"}
+	// ErrUnavailable answers a failure that passes: a retry soon succeeds.
+	ErrUnavailable = &Error{Code: CodeUnavailable, Message: "try again shortly"}
 )

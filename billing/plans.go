@@ -6,11 +6,10 @@ import (
 	"fmt"
 )
 
-// Plan names.
+// Plan names used in code; plans.json holds the whole catalog.
 const (
 	PlanFree  = "Free"
 	PlanBasic = "Basic"
-	PlanPower = "Power"
 )
 
 // Price kinds: a one-off purchase or a monthly subscription.

@@ -6,7 +6,8 @@ import (
 )
 
 // The interfaces below are Paymeter's edges. Each has one production adapter
-// (store/, auth/, tasks/, payments/) and the test doubles its tests need.
+// (store/, firebaseauth/, tasks/, payments/); the test doubles shared by
+// several packages' tests are in internal/mock, the clocks in internal/clock.
 
 // Clock tells the time; tests and the dev server move it.
 type Clock interface{ Now() time.Time }

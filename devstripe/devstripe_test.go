@@ -14,7 +14,7 @@ import (
 
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/devstripe"
-	"github.com/paymeter/paymeter/internal/testclock"
+	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/payments"
 )
 
@@ -55,10 +55,10 @@ func (h *hook) got() []billing.Event {
 	return append([]billing.Event(nil), h.events...)
 }
 
-func setup(t *testing.T, failFirst int) (*devstripe.Stripe, http.Handler, *hook, *testclock.Clock) {
+func setup(t *testing.T, failFirst int) (*devstripe.Stripe, http.Handler, *hook, *clock.Fixed) {
 	t.Helper()
 	h := &hook{verifier: payments.NewWebhook(secret), failFirst: failFirst}
-	c := testclock.New(t0)
+	c := clock.NewFixed(t0)
 	s := devstripe.New(devstripe.Config{PublicURL: "http://localhost:8000/", WebhookSecret: secret, Webhook: h,
 		Catalog: billing.DefaultCatalog(), Clock: c})
 	t.Cleanup(s.Close)

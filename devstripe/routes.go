@@ -14,6 +14,7 @@ import (
 	"github.com/stripe/stripe-go/v76/webhook"
 
 	"github.com/paymeter/paymeter/billing"
+	"github.com/paymeter/paymeter/internal/httpjson"
 )
 
 // stripeSignature is the Stripe-Signature header of payload at t.
@@ -88,7 +89,7 @@ func (s *Stripe) Routes() http.Handler {
 	mux.HandleFunc("GET /dev/portal/{customer}", s.portalPage)
 	mux.HandleFunc("GET /dev/state", s.state)
 	mux.HandleFunc("/dev/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, billing.Errorf(billing.CodeNotFound, "no such route in the Stripe stand-in"))
+		httpjson.Fail(w, r, nil, billing.Errorf(billing.CodeNotFound, "no such route in the Stripe stand-in"))
 	})
 	return mux
 }
@@ -147,14 +148,14 @@ func (s *Stripe) act(fn func(r *http.Request, in actionInput) (redirect string, 
 	return func(w http.ResponseWriter, r *http.Request) {
 		in, err := readInput(r)
 		if err != nil {
-			writeError(w, err)
+			httpjson.Fail(w, r, nil, err)
 			return
 		}
 		s.mu.Lock()
 		redirect, ds, err := fn(r, in)
 		s.mu.Unlock()
 		if err != nil {
-			writeError(w, err)
+			httpjson.Fail(w, r, nil, err)
 			return
 		}
 		s.enqueue(ds...)
@@ -222,22 +223,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
-}
-
-func writeError(w http.ResponseWriter, err error) {
-	status := map[string]int{billing.CodeBadRequest: 400, billing.CodeInvalidPlan: 400, billing.CodeNotFound: 404,
-		billing.CodeConflict: 409}[billing.ErrorCode(err)]
-	if status == 0 {
-		status = http.StatusInternalServerError
-	}
-	var body struct {
-		Error struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}
-	body.Error.Code, body.Error.Message = billing.ErrorCode(err), billing.ErrorMessage(err)
-	writeJSON(w, status, body)
 }
 
 // state serves GET /dev/state: everything the stand-in holds, in creation

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,8 +19,9 @@ import (
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/functions"
+	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/internal/emulator"
-	"github.com/paymeter/paymeter/internal/testclock"
+	"github.com/paymeter/paymeter/internal/mock"
 	"github.com/paymeter/paymeter/store"
 )
 
@@ -43,28 +43,22 @@ func (tokens) Verify(_ context.Context, tok string) (billing.Identity, error) {
 	return billing.Identity{UID: uid, Email: uid + "@example.com"}, nil
 }
 
-// scheduled records the tasks a handler schedules.
-type scheduled struct {
-	mu    sync.Mutex
-	tasks []billing.GrantTask
-}
-
-func (s *scheduled) ScheduleGrant(_ context.Context, t billing.GrantTask) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.tasks = append(s.tasks, t)
-	return nil
-}
-
 type harness struct {
 	t     *testing.T
 	mux   *http.ServeMux
 	store *store.Store
-	sched *scheduled
+	sched *mock.Scheduler
 	logs  *bytes.Buffer
 }
 
 func newHarness(t *testing.T, env map[string]string) *harness {
+	t.Helper()
+	return newHarnessAuth(t, env, tokens{})
+}
+
+// newHarnessAuth is newHarness with auth verifying tokens, and the store
+// opening accounts as REQUIRE_VERIFIED_EMAIL in env asks, as wiring.go wires it.
+func newHarnessAuth(t *testing.T, env map[string]string, auth billing.TokenVerifier) *harness {
 	t.Helper()
 	emulator.Firestore(t)
 	client, err := firestore.NewClient(context.Background(), fmt.Sprintf("demo-api-%d", time.Now().UnixNano()))
@@ -78,9 +72,10 @@ func newHarness(t *testing.T, env map[string]string) *harness {
 	}
 	cat := billing.DefaultCatalog()
 	st := store.New(client, cat.Free())
-	h := &harness{t: t, mux: http.NewServeMux(), store: st, sched: &scheduled{}, logs: &bytes.Buffer{}}
+	st.RequireVerifiedEmail(cfg.RequireVerifiedEmail)
+	h := &harness{t: t, mux: http.NewServeMux(), store: st, sched: &mock.Scheduler{}, logs: &bytes.Buffer{}}
 	srv := &functions.Server{Config: cfg, Catalog: cat, Accounts: st, History: st, Keys: st, Meter: st, Events: st,
-		Scheduler: h.sched, Auth: tokens{}, Clock: testclock.New(t0), Random: rand.Reader,
+		Scheduler: h.sched, Auth: auth, Clock: clock.NewFixed(t0), Random: rand.Reader,
 		Log: slog.New(slog.NewTextHandler(h.logs, nil))}
 	srv.Mount(h.mux, srv.Functions())
 	return h
@@ -185,8 +180,8 @@ func TestSignedInUserIsProvisionedOnFirstCall(t *testing.T) {
 		t.Fatalf("grants = %v", grants)
 	}
 	h.as("alice", "GET", "/api/user", "")
-	if len(h.sched.tasks) != 1 || h.sched.tasks[0] != (billing.GrantTask{UID: "alice", Period: 1, At: t0.Add(billing.Week)}) {
-		t.Fatalf("scheduled = %+v, want the one period-1 grant", h.sched.tasks)
+	if len(h.sched.Tasks()) != 1 || h.sched.Tasks()[0] != (billing.GrantTask{UID: "alice", Period: 1, At: t0.Add(billing.Week)}) {
+		t.Fatalf("scheduled = %+v, want the one period-1 grant", h.sched.Tasks())
 	}
 }
 

@@ -24,9 +24,9 @@ import (
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/devstripe"
 	"github.com/paymeter/paymeter/functions"
+	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/internal/emulator"
-	"github.com/paymeter/paymeter/internal/memstore"
-	"github.com/paymeter/paymeter/internal/testclock"
+	"github.com/paymeter/paymeter/internal/mock"
 	"github.com/paymeter/paymeter/payments"
 	"github.com/paymeter/paymeter/store"
 )
@@ -47,7 +47,7 @@ type backend interface {
 
 // backends runs fn once per store.
 func backends(t *testing.T, fn func(t *testing.T, newStore func() backend)) {
-	t.Run("memory", func(t *testing.T) { fn(t, func() backend { return memstore.New() }) })
+	t.Run("memory", func(t *testing.T) { fn(t, func() backend { return mock.NewStore() }) })
 	t.Run("firestore", func(t *testing.T) {
 		emulator.Firestore(t)
 		fn(t, func() backend {
@@ -88,8 +88,8 @@ func (p *countingPayments) EnsureCustomer(ctx context.Context, uid, email string
 type world struct {
 	t     testing.TB
 	st    backend
-	clock *testclock.Clock
-	sched *scheduled
+	clock *clock.Fixed
+	sched *mock.Scheduler
 	pay   *countingPayments
 	dev   *devstripe.Stripe
 	mux   *http.ServeMux
@@ -104,7 +104,7 @@ func newWorld(t testing.TB, st backend, deliver bool, sched ...billing.Scheduler
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &world{t: t, st: st, clock: testclock.New(t0), sched: &scheduled{}, mux: http.NewServeMux(), logs: &bytes.Buffer{}}
+	w := &world{t: t, st: st, clock: clock.NewFixed(t0), sched: &mock.Scheduler{}, mux: http.NewServeMux(), logs: &bytes.Buffer{}}
 	var hook http.Handler = w.mux
 	if !deliver {
 		hook = http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}) // accepted, applied nowhere
@@ -228,7 +228,7 @@ func snap(t *testing.T, st backend, uid string, now time.Time) snapshot {
 // sent, with the customer id.
 func record(t *testing.T, steps func(w *world, uid string)) (rec *world, customer string, payloads [][]byte, end time.Time) {
 	t.Helper()
-	w := newWorld(t, memstore.New(), false)
+	w := newWorld(t, mock.NewStore(), false)
 	steps(w, "u1")
 	if err := w.dev.Drain(context.Background()); err != nil {
 		t.Fatal(err)
@@ -399,7 +399,7 @@ func TestPlanFlipsInsideAPeriodGrantOnePowerMonth(t *testing.T) {
 		t.Fatalf("no invoice was paid from customer balance: the stand-in does not prorate as Stripe does")
 	}
 	now := end.Add(time.Minute)
-	got := replay(t, rec, memstore.New(), customer, payloads, now)
+	got := replay(t, rec, mock.NewStore(), customer, payloads, now)
 	var granted int64
 	for _, g := range got.Grants {
 		var id, source string
@@ -489,22 +489,11 @@ func (f *flaky) ApplyEvent(ctx context.Context, eventID, uid string, fn func(*bi
 	return f.backend.ApplyEvent(ctx, eventID, uid, fn)
 }
 
-// failingScheduler refuses to enqueue, as Cloud Tasks may for a moment.
-type failingScheduler struct{ fails int }
-
-func (s *failingScheduler) ScheduleGrant(context.Context, billing.GrantTask) error {
-	if s.fails > 0 {
-		s.fails--
-		return fmt.Errorf("cloud tasks: unavailable")
-	}
-	return nil
-}
-
 // TestWebhookTransientFailureAnswers5xxThenApplies: Stripe retries a 5xx,
 // and the retry applies the event once.
 func TestWebhookTransientFailureAnswers5xxThenApplies(t *testing.T) {
 	rec, customer, payloads, end := record(t, lifecycles["subscription"])
-	st := &flaky{backend: memstore.New(), fails: 1}
+	st := &flaky{backend: mock.NewStore(), fails: 1}
 	w := newWorld(t, st, true)
 	w.pay.Payments = rec.dev
 	ctx := context.Background()
@@ -529,7 +518,14 @@ func TestWebhookTransientFailureAnswers5xxThenApplies(t *testing.T) {
 	// The end of the subscription must schedule the Free chain: a scheduler
 	// failure answers 503 and the retry, though the event is recorded,
 	// schedules it.
-	sched := &failingScheduler{fails: 1}
+	fails := 1 // Cloud Tasks refuses once, then is back
+	sched := &mock.Scheduler{ScheduleGrantFn: func(context.Context, billing.GrantTask) error {
+		if fails > 0 {
+			fails--
+			return fmt.Errorf("cloud tasks: unavailable")
+		}
+		return nil
+	}}
 	w3 := newWorld(t, st, true, sched)
 	w3.pay.Payments = rec.dev
 	w3.clock.Set(end)
@@ -540,13 +536,13 @@ func TestWebhookTransientFailureAnswers5xxThenApplies(t *testing.T) {
 	if res := w3.deliver(last, time.Now()); res.status != 200 || res.body["applied"] != false {
 		t.Fatalf("retry after scheduler failure: %d %s", res.status, res.raw)
 	}
-	if sched.fails != 0 {
+	if fails != 0 || len(sched.Tasks()) < 2 {
 		t.Error("scheduler not retried")
 	}
 }
 
 func TestWebhookTooLargeBodyWritesNothing(t *testing.T) {
-	w := newWorld(t, memstore.New(), true)
+	w := newWorld(t, mock.NewStore(), true)
 	big := `{"id":"evt_big","pad":"` + strings.Repeat("x", 1<<20) + `"}`
 	res := w.deliver([]byte(big), time.Now())
 	if res.status != http.StatusRequestEntityTooLarge {
@@ -596,7 +592,7 @@ func TestBug3RepeatedCancelGrantsNothing(t *testing.T) {
 		w.checkout("u1", "Basic", true)
 		w.clock.Set(w.clock.Now().Add(3 * 24 * time.Hour))
 		credits := w.user("u1")["credits"].(float64)
-		w.sched.tasks = nil
+		w.sched.Reset()
 		for i := range 5 {
 			u := w.must(w.as("u1", "POST", "/api/cancel", ""), 200).body["user"].(map[string]any)
 			if err := w.dev.Drain(context.Background()); err != nil {
@@ -610,12 +606,12 @@ func TestBug3RepeatedCancelGrantsNothing(t *testing.T) {
 			t.Errorf("credits %v after cancels and Stripe's deletion event, want %v", got, credits)
 		}
 		chains := map[billing.GrantTask]bool{}
-		for _, tk := range w.sched.tasks {
+		for _, tk := range w.sched.Tasks() {
 			tk.At = tk.At.UTC()
 			chains[tk] = true
 		}
 		if len(chains) != 1 {
-			t.Errorf("scheduled %d distinct Free grant tasks, want one chain: %v", len(chains), w.sched.tasks)
+			t.Errorf("scheduled %d distinct Free grant tasks, want one chain: %v", len(chains), w.sched.Tasks())
 		}
 		for tk := range chains {
 			if !tk.At.After(w.clock.Now()) {
@@ -698,7 +694,7 @@ func TestBug5FailuresCancellationsRefundsAndDisputesApply(t *testing.T) {
 }
 
 func TestCheckout(t *testing.T) {
-	w := newWorld(t, memstore.New(), true)
+	w := newWorld(t, mock.NewStore(), true)
 	for _, c := range []struct{ body, code string }{
 		{`{"plan":"Free","subscribe":true}`, billing.CodeInvalidPlan},
 		{`{"plan":"Free"}`, billing.CodeInvalidPlan},
@@ -745,7 +741,7 @@ func TestCheckout(t *testing.T) {
 }
 
 func TestPortal(t *testing.T) {
-	w := newWorld(t, memstore.New(), true)
+	w := newWorld(t, mock.NewStore(), true)
 	res := w.must(w.as("u1", "POST", "/api/portal", ""), 200)
 	url, _ := res.body["url"].(string)
 	if !strings.HasPrefix(url, "http://paymeter.test/dev/portal/cus_") {
@@ -766,7 +762,7 @@ func TestPortal(t *testing.T) {
 func BenchmarkWebhookRedelivery(b *testing.B) {
 	for _, kind := range []string{"memory", "firestore"} {
 		b.Run(kind, func(b *testing.B) {
-			var st backend = memstore.New()
+			var st backend = mock.NewStore()
 			if kind == "firestore" {
 				emulator.Firestore(b)
 				client, err := firestore.NewClient(context.Background(), fmt.Sprintf("demo-bench-%d", time.Now().UnixNano()))

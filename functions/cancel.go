@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/paymeter/paymeter/billing"
+	"github.com/paymeter/paymeter/internal/httpjson"
 )
 
 // cancel serves POST /api/cancel: every subscription cancelled with the
@@ -14,7 +15,7 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request, a *billing.Accou
 	if a.CustomerID != "" {
 		ids, err := s.Payments.CancelSubscriptions(ctx, a.CustomerID)
 		if err != nil {
-			s.WriteError(w, r, err)
+			s.Fail(w, r, err)
 			return
 		}
 		if len(ids) > 0 {
@@ -27,12 +28,12 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request, a *billing.Accou
 		return nil
 	})
 	if err != nil {
-		s.WriteError(w, r, err)
+		s.Fail(w, r, err)
 		return
 	}
 	if err := s.scheduleFree(ctx, a); err != nil {
-		s.WriteError(w, r, err)
+		s.Fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"user": toUserJSON(a, now)})
+	httpjson.Write(w, http.StatusOK, map[string]any{"user": toUserJSON(a, now)})
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/paymeter/paymeter/billing"
+	"github.com/paymeter/paymeter/internal/httpjson"
 )
 
 var errPlanChange = &billing.Error{Code: billing.CodeAlreadySubscribed,
@@ -17,13 +18,13 @@ func (s *Server) checkout(w http.ResponseWriter, r *http.Request, a *billing.Acc
 		Plan      string `json:"plan"`
 		Subscribe bool   `json:"subscribe"`
 	}
-	if err := decode(r, &in, false); err != nil {
-		s.WriteError(w, r, err)
+	if err := httpjson.Decode(r, &in); err != nil {
+		s.Fail(w, r, err)
 		return
 	}
 	plan, err := s.Catalog.PaidPlan(in.Plan)
 	if err != nil {
-		s.WriteError(w, r, err)
+		s.Fail(w, r, err)
 		return
 	}
 	kind := billing.PriceInstant
@@ -31,7 +32,7 @@ func (s *Server) checkout(w http.ResponseWriter, r *http.Request, a *billing.Acc
 		kind = billing.PriceMonthly
 	}
 	if _, ok := plan.Price(kind); !ok {
-		s.WriteError(w, r, billing.ErrInvalidPlan)
+		s.Fail(w, r, billing.ErrInvalidPlan)
 		return
 	}
 	if in.Subscribe && a.Subscription.Active() {
@@ -39,24 +40,24 @@ func (s *Server) checkout(w http.ResponseWriter, r *http.Request, a *billing.Acc
 		// changes go through the portal, which changes the subscription
 		// in place (and so never cancels the one that just renewed).
 		if a.Subscription.Plan == plan.Name {
-			s.WriteError(w, r, billing.ErrAlreadySubscribed)
+			s.Fail(w, r, billing.ErrAlreadySubscribed)
 		} else {
-			s.WriteError(w, r, errPlanChange)
+			s.Fail(w, r, errPlanChange)
 		}
 		return
 	}
 	customer, err := s.customerOf(r.Context(), a, identityOf(r))
 	if err != nil {
-		s.WriteError(w, r, err)
+		s.Fail(w, r, err)
 		return
 	}
 	co, err := s.Payments.CheckoutSession(r.Context(), billing.CheckoutRequest{UID: a.UID, CustomerID: customer, Plan: plan.Name, Kind: kind})
 	if err != nil {
-		s.WriteError(w, r, err)
+		s.Fail(w, r, err)
 		return
 	}
 	s.Log.InfoContext(r.Context(), "checkout started", "uid", a.UID, "plan", plan.Name, "kind", kind, "session", co.SessionID)
-	writeJSON(w, http.StatusOK, co)
+	httpjson.Write(w, http.StatusOK, co)
 }
 
 // customerOf returns the payment customer of a, creating it and storing it

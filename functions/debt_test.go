@@ -17,8 +17,9 @@ import (
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/devstripe"
 	"github.com/paymeter/paymeter/functions"
+	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/internal/emulator"
-	"github.com/paymeter/paymeter/internal/testclock"
+	"github.com/paymeter/paymeter/internal/mock"
 	"github.com/paymeter/paymeter/lease"
 	"github.com/paymeter/paymeter/payments"
 	"github.com/paymeter/paymeter/store"
@@ -55,7 +56,7 @@ func meteredWorld(t *testing.T, st *store.Store, meter billing.Meter) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &world{t: t, st: st, clock: testclock.New(t0), sched: &scheduled{}, mux: http.NewServeMux(), logs: &bytes.Buffer{}}
+	w := &world{t: t, st: st, clock: clock.NewFixed(t0), sched: &mock.Scheduler{}, mux: http.NewServeMux(), logs: &bytes.Buffer{}}
 	w.dev = devstripe.New(devstripe.Config{PublicURL: "http://paymeter.test", WebhookSecret: whsec, Webhook: w.mux,
 		Catalog: billing.DefaultCatalog(), Clock: w.clock})
 	t.Cleanup(w.dev.Close)
@@ -88,7 +89,7 @@ func TestRefundOfSpentCreditsLeavesDebtThroughHTTP(t *testing.T) {
 			meter := &swappableMeter{m: st}
 			var leases *lease.Manager
 			if mode == "lease" {
-				leases = lease.New(st, testclock.New(t0), lease.Config{}, nil)
+				leases = lease.New(st, clock.NewFixed(t0), lease.Config{}, nil)
 				meter.swap(leases)
 			}
 			w := meteredWorld(t, st, meter)

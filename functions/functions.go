@@ -40,7 +40,8 @@ type Entry struct {
 // builds those and no others (every one needs Firestore).
 type Needs struct {
 	Auth      bool // Firebase Auth: it serves signed-in users
-	Payments  bool // Stripe
+	Payments  bool // Stripe: STRIPE_SECRET_KEY
+	Webhook   bool // Stripe's events: STRIPE_WEBHOOK_SECRET
 	Scheduler bool // Cloud Tasks: it provisions accounts or moves them to Free
 	OIDC      bool // Google's token validator: Cloud Tasks and Scheduler call it
 	Notices   bool // the notice scheduler (Cloud Tasks): its account changes may make notices
@@ -56,7 +57,7 @@ var Table = []Entry{
 	{Name: "Checkout", Paths: []string{"/api/checkout"}, Needs: Needs{Auth: true, Scheduler: true, Payments: true, Notices: true}},
 	{Name: "Cancel", Paths: []string{"/api/cancel"}, Needs: Needs{Auth: true, Scheduler: true, Payments: true, Notices: true}},
 	{Name: "Portal", Paths: []string{"/api/portal"}, Needs: Needs{Auth: true, Scheduler: true, Payments: true, Notices: true}},
-	{Name: "Webhook", Paths: []string{"/api/stripe/webhook"}, Needs: Needs{Scheduler: true, Payments: true, Notices: true}},
+	{Name: "Webhook", Paths: []string{"/api/stripe/webhook"}, Needs: Needs{Scheduler: true, Payments: true, Webhook: true, Notices: true}},
 	{Name: "TaskGrant", Paths: []string{"/api/tasks/grant"}, Private: true, Needs: Needs{Scheduler: true, OIDC: true, Notices: true}},
 	{Name: "TaskReconcile", Paths: []string{"/api/tasks/reconcile"}, Private: true, Needs: Needs{Scheduler: true, OIDC: true, Notices: true}},
 	{Name: "TaskNotify", Paths: []string{"/api/tasks/notify"}, Private: true, Needs: Needs{OIDC: true, Mail: true}},
@@ -178,5 +179,5 @@ func (s *Server) meterPaths() []string {
 // NotFound answers every request with the contract's 404, for the paths no
 // function serves.
 func (s *Server) NotFound() http.Handler {
-	return s.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.WriteError(w, r, errNoRoute) }))
+	return s.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.Fail(w, r, errNoRoute) }))
 }

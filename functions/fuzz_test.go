@@ -22,14 +22,14 @@ import (
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/devstripe"
 	"github.com/paymeter/paymeter/functions"
-	"github.com/paymeter/paymeter/internal/memstore"
-	"github.com/paymeter/paymeter/internal/testclock"
+	"github.com/paymeter/paymeter/internal/clock"
+	"github.com/paymeter/paymeter/internal/mock"
 	"github.com/paymeter/paymeter/payments"
 )
 
 // Fuzz targets of the HTTP contract's inputs: the API key of a metered call
 // (headers and body), every JSON body of the user API, and the webhook's
-// body and signature. They run on in-memory doubles (memstore.Store from
+// body and signature. They run on in-memory doubles (mock.Store from
 // billing_test.go, fzKeys below, the offline Stripe stand-in), so an
 // iteration takes microseconds. The seeds run as plain tests in
 // `go test ./...`; a longer run is
@@ -146,13 +146,13 @@ func newFuzzServer(tb testing.TB) *fuzzServer {
 	}
 	fs := &fuzzServer{mux: http.NewServeMux(), keys: &fzKeys{keys: map[string]billing.APIKey{}, balance: map[string]int64{}},
 		logs: &bytes.Buffer{}}
-	st := memstore.New()
-	clk := testclock.New(t0)
+	st := mock.NewStore()
+	clk := clock.NewFixed(t0)
 	fs.dev = devstripe.New(devstripe.Config{PublicURL: "http://paymeter.test", WebhookSecret: fzWhsec, Webhook: fs.mux,
 		Catalog: billing.DefaultCatalog(), Clock: clk, Random: mrand.NewChaCha8([32]byte{'a', 'p', 'i'}), Wait: time.Second})
 	tb.Cleanup(fs.dev.Close)
 	srv := &functions.Server{Config: cfg, Catalog: billing.DefaultCatalog(), Accounts: st, History: st, Keys: fs.keys,
-		Meter: fs.keys, Events: st, Scheduler: &scheduled{}, Payments: fs.dev, Webhooks: payments.NewWebhook(fzWhsec),
+		Meter: fs.keys, Events: st, Scheduler: &mock.Scheduler{}, Payments: fs.dev, Webhooks: payments.NewWebhook(fzWhsec),
 		Auth: tokens{}, Clock: clk, Random: rand.Reader,
 		Log: slog.New(slog.NewTextHandler(lockedWriter{&fs.logsMux, fs.logs}, &slog.HandlerOptions{Level: slog.LevelError}))}
 	srv.Mount(fs.mux, srv.Functions())

@@ -1,6 +1,3 @@
-// Package app wires Paymeter together: it builds the adapters from the
-// configuration once and returns every Cloud Functions entry point, for
-// production (the root package) and for the dev server (cmd/dev).
 package functions
 
 import (

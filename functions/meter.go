@@ -6,31 +6,32 @@ import (
 	"strings"
 
 	"github.com/paymeter/paymeter/billing"
+	"github.com/paymeter/paymeter/internal/httpjson"
 )
 
 // meter debits the caller's account by the operator's cost of the route.
 func (s *Server) meter(w http.ResponseWriter, r *http.Request) {
 	cost, ok := s.costOf(r.URL.Path)
 	if !ok {
-		s.WriteError(w, r, errNoRoute)
+		s.Fail(w, r, errNoRoute)
 		return
 	}
 	key, err := apiKey(r)
 	if err != nil {
-		s.WriteError(w, r, err)
+		s.Fail(w, r, err)
 		return
 	}
 	if !billing.WellFormedKey(key) {
-		s.WriteError(w, r, billing.ErrInvalidAPIKey)
+		s.Fail(w, r, billing.ErrInvalidAPIKey)
 		return
 	}
 	remaining, err := s.Meter.DebitKey(r.Context(), billing.HashKey(key), cost, s.Clock.Now())
 	if err != nil {
-		s.WriteError(w, r, err)
+		s.Fail(w, r, err)
 		return
 	}
 	w.Header().Set("X-Credits-Remaining", strconv.FormatInt(remaining, 10))
-	writeJSON(w, http.StatusOK, map[string]int64{"credits": remaining})
+	httpjson.Write(w, http.StatusOK, map[string]int64{"credits": remaining})
 }
 
 // costOf is the operator's cost of a metered path. The function's own URL
@@ -50,7 +51,7 @@ var errNoKey = &billing.Error{Code: billing.CodeInvalidAPIKey,
 // original quickstart's clients, a JSON body {"key": "..."}. A body that is
 // present must be a JSON object.
 func apiKey(r *http.Request) (string, error) {
-	body, err := readBody(r)
+	body, err := httpjson.ReadBody(r)
 	if err != nil {
 		return "", err
 	}
@@ -58,11 +59,11 @@ func apiKey(r *http.Request) (string, error) {
 		Key *string `json:"key"`
 	}
 	if strings.TrimSpace(string(body)) != "" {
-		if err := decodeJSON(body, &in, false); err != nil {
+		if err := httpjson.DecodeBytes(body, &in, false); err != nil {
 			return "", err
 		}
 	}
-	if k, ok := bearer(r); ok {
+	if k, ok := httpjson.Bearer(r); ok {
 		return k, nil
 	}
 	if k := strings.TrimSpace(r.Header.Get("X-API-Key")); k != "" {

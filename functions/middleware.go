@@ -1,17 +1,12 @@
 package functions
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"sort"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/internal/httpjson"
@@ -30,7 +25,7 @@ type router struct {
 
 func newRouter(s *Server) *router {
 	rt := &router{s: s, mux: http.NewServeMux()}
-	rt.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.WriteError(w, r, errNoRoute) })
+	rt.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.Fail(w, r, errNoRoute) })
 	return rt
 }
 
@@ -54,7 +49,7 @@ func (s *Server) dispatch(m methods) http.HandlerFunc {
 		}
 		if !ok {
 			w.Header().Set("Allow", strings.Join(allowed, ", "))
-			s.WriteError(w, r, billing.Errorf(billing.CodeMethodNotAllowed, "use %s", strings.Join(allowed, " or ")))
+			s.Fail(w, r, billing.Errorf(billing.CodeMethodNotAllowed, "use %s", strings.Join(allowed, " or ")))
 			return
 		}
 		h(w, r)
@@ -74,7 +69,7 @@ type methodOnly struct {
 func (m methodOnly) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != m.method {
 		w.Header().Set("Allow", m.method)
-		httpjson.Error(w, http.StatusMethodNotAllowed, billing.CodeMethodNotAllowed, "use "+m.method)
+		httpjson.Fail(w, r, nil, billing.Errorf(billing.CodeMethodNotAllowed, "use %s", m.method))
 		return
 	}
 	m.h(w, r)
@@ -97,7 +92,7 @@ func (s *Server) wrapLimit(h http.Handler, maxBody int64) http.Handler {
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		defer func() {
 			if p := recover(); p != nil {
-				s.WriteError(rec, r, fmt.Errorf("panic: %v", p))
+				s.Fail(rec, r, fmt.Errorf("panic: %v", p))
 			}
 			s.Log.InfoContext(r.Context(), "request", "method", r.Method, "path", r.URL.Path,
 				"status", rec.status, "ms", time.Since(start).Milliseconds())
@@ -142,76 +137,4 @@ type statusRecorder struct {
 func (r *statusRecorder) WriteHeader(code int) {
 	r.status = code
 	r.ResponseWriter.WriteHeader(code)
-}
-
-// readBody reads the (capped) request body, refusing an oversized or
-// non-UTF-8 one.
-func readBody(r *http.Request) ([]byte, error) {
-	b, err := io.ReadAll(r.Body)
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		return nil, billing.Errorf(billing.CodeTooLarge, "the request body is over %d bytes", tooBig.Limit)
-	}
-	if err != nil {
-		return nil, billing.Errorf(billing.CodeBadRequest, "the request body could not be read")
-	}
-	if !utf8.Valid(b) {
-		return nil, billing.Errorf(billing.CodeBadRequest, "the request body is not UTF-8")
-	}
-	return b, nil
-}
-
-// Decode reads one JSON object into v as every handler here does: the body
-// capped, UTF-8, no unknown fields, nothing after the object. Its errors are
-// *billing.Error, safe to answer with WriteError.
-func Decode(r *http.Request, v any) error { return decode(r, v, false) }
-
-// decode reads one JSON object into v, refusing unknown fields, trailing
-// data and the problems readBody refuses. An empty body is allowed when
-// optional is true and leaves v unchanged.
-func decode(r *http.Request, v any, optional bool) error {
-	b, err := readBody(r)
-	if err != nil {
-		return err
-	}
-	if len(bytes.TrimSpace(b)) == 0 {
-		if optional {
-			return nil
-		}
-		return billing.Errorf(billing.CodeBadRequest, "send a JSON object")
-	}
-	return decodeJSON(b, v, true)
-}
-
-// decodeJSON decodes one JSON value into v; strict refuses unknown fields.
-func decodeJSON(b []byte, v any, strict bool) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if strict {
-		dec.DisallowUnknownFields()
-	}
-	if err := dec.Decode(v); err != nil {
-		return billing.Errorf(billing.CodeBadRequest, "malformed JSON: %s", jsonProblem(err))
-	}
-	if dec.More() {
-		return billing.Errorf(billing.CodeBadRequest, "malformed JSON: data after the object")
-	}
-	return nil
-}
-
-// jsonProblem says what is wrong with a body without echoing the body.
-func jsonProblem(err error) string {
-	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &syn):
-		return fmt.Sprintf("syntax error at byte %d", syn.Offset)
-	case errors.As(err, &typ):
-		return fmt.Sprintf("field %q must be %s", typ.Field, typ.Type)
-	case strings.HasPrefix(err.Error(), "json: unknown field"):
-		return strings.TrimPrefix(err.Error(), "json: ")
-	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
-		return "unexpected end of input"
-	default:
-		return "not a JSON object of the expected shape"
-	}
 }

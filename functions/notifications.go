@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/paymeter/paymeter/billing"
+	"github.com/paymeter/paymeter/internal/httpjson"
 	"github.com/paymeter/paymeter/notify"
 )
 
@@ -37,12 +38,13 @@ func (s *Server) toNotificationsJSON(a *billing.Account) notificationsJSON {
 
 // notifications serves GET /api/notifications.
 func (s *Server) notifications(w http.ResponseWriter, r *http.Request, a *billing.Account) {
-	writeJSON(w, http.StatusOK, s.toNotificationsJSON(a))
+	httpjson.Write(w, http.StatusOK, s.toNotificationsJSON(a))
 }
 
 // putNotifications serves PUT /api/notifications
-// {"lowBalance":{"enabled","threshold"},"billingEmails"}: any subset; a
-// threshold of 0 goes back to the default. It answers the settings.
+// {"lowBalance":{"enabled","threshold"},"billingEmails"}: any subset (an
+// empty object changes nothing); a threshold of 0 goes back to the default.
+// It answers the settings.
 func (s *Server) putNotifications(w http.ResponseWriter, r *http.Request, a *billing.Account) {
 	var in struct {
 		LowBalance *struct {
@@ -51,8 +53,8 @@ func (s *Server) putNotifications(w http.ResponseWriter, r *http.Request, a *bil
 		} `json:"lowBalance"`
 		BillingEmails *bool `json:"billingEmails"`
 	}
-	if err := decode(r, &in, true); err != nil {
-		s.WriteError(w, r, err)
+	if err := httpjson.Decode(r, &in); err != nil {
+		s.Fail(w, r, err)
 		return
 	}
 	now := s.Clock.Now()
@@ -77,10 +79,10 @@ func (s *Server) putNotifications(w http.ResponseWriter, r *http.Request, a *bil
 		return nil
 	})
 	if err != nil {
-		s.WriteError(w, r, err)
+		s.Fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.toNotificationsJSON(a))
+	httpjson.Write(w, http.StatusOK, s.toNotificationsJSON(a))
 }
 
 // notifyHandler is the TaskNotify entry point: Cloud Tasks delivers one

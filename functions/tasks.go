@@ -57,7 +57,7 @@ func (s *Server) scheduleFree(ctx context.Context, a *billing.Account) error {
 		return nil
 	}
 	if err := s.Scheduler.ScheduleGrant(ctx, t); err != nil {
-		return fmt.Errorf("schedule Free grant %s/%d: %w: %w", t.UID, t.Period, errUnavailable, err)
+		return fmt.Errorf("schedule Free grant %s/%d: %w: %w", t.UID, t.Period, billing.ErrUnavailable, err)
 	}
 	return nil
 }

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/paymeter/paymeter/billing"
+	"github.com/paymeter/paymeter/internal/httpjson"
 )
 
 // authedHandler is a handler for a signed-in user whose account exists.
@@ -33,19 +33,19 @@ type authedHandler func(w http.ResponseWriter, r *http.Request, a *billing.Accou
 // caller's identity with identityOf.
 func (s *Server) signedIn(h authedHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		token, ok := bearer(r)
+		token, ok := httpjson.Bearer(r)
 		if !ok {
-			s.WriteError(w, r, billing.ErrUnauthenticated)
+			s.Fail(w, r, billing.ErrUnauthenticated)
 			return
 		}
 		id, err := s.Auth.Verify(r.Context(), token)
 		if err != nil {
-			s.WriteError(w, r, err)
+			s.Fail(w, r, err)
 			return
 		}
 		a, err := s.accountOf(r.Context(), id)
 		if err != nil {
-			s.WriteError(w, r, err)
+			s.Fail(w, r, err)
 			return
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)), a)
@@ -116,20 +116,9 @@ func (s *Server) startFree(ctx context.Context, id billing.Identity, a *billing.
 	return a, nil
 }
 
-// bearer returns the token of an "Authorization: Bearer" header.
-func bearer(r *http.Request) (string, bool) {
-	h := r.Header.Get("Authorization")
-	scheme, token, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	token = strings.TrimSpace(token)
-	return token, token != ""
-}
-
 func (s *Server) plans(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "public, max-age=300")
-	writeJSON(w, http.StatusOK, s.Catalog)
+	httpjson.Write(w, http.StatusOK, s.Catalog)
 }
 
 type userJSON struct {
@@ -164,9 +153,7 @@ type grantJSON struct {
 	ExpiresAt *time.Time `json:"expiresAt"`
 }
 
-// UserJSON is the contract's "user" object for a at now.
-func UserJSON(a *billing.Account, now time.Time) any { return toUserJSON(a, now) }
-
+// toUserJSON is the contract's "user" object for a at now.
 func toUserJSON(a *billing.Account, now time.Time) userJSON {
 	u := userJSON{UID: a.UID, Email: a.Email, Plan: a.Plan, Credits: a.Balance(now), Debt: a.Debt,
 		NextGrantAt: timeOrNil(a.NextGrantAt), Grants: []grantJSON{}}
@@ -196,7 +183,7 @@ func timeOrNil(t time.Time) *time.Time {
 }
 
 func (s *Server) user(w http.ResponseWriter, r *http.Request, a *billing.Account) {
-	writeJSON(w, http.StatusOK, map[string]any{"user": toUserJSON(a, s.Clock.Now())})
+	httpjson.Write(w, http.StatusOK, map[string]any{"user": toUserJSON(a, s.Clock.Now())})
 }
 
 type keyJSON struct {
@@ -210,35 +197,35 @@ type keyJSON struct {
 func (s *Server) listKeys(w http.ResponseWriter, r *http.Request, a *billing.Account) {
 	keys, err := s.Keys.Keys(r.Context(), a.UID)
 	if err != nil {
-		s.WriteError(w, r, err)
+		s.Fail(w, r, err)
 		return
 	}
 	out := make([]keyJSON, 0, len(keys))
 	for _, k := range keys {
 		out = append(out, keyJSON{ID: k.ID, Name: k.Name, Prefix: k.Prefix, CreatedAt: k.CreatedAt.UTC(), LastUsedAt: timeOrNil(k.LastUsedAt)})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"keys": out})
+	httpjson.Write(w, http.StatusOK, map[string]any{"keys": out})
 }
 
 func (s *Server) createKey(w http.ResponseWriter, r *http.Request, a *billing.Account) {
 	var in struct {
 		Name string `json:"name"`
 	}
-	if err := decode(r, &in, false); err != nil {
-		s.WriteError(w, r, err)
+	if err := httpjson.Decode(r, &in); err != nil {
+		s.Fail(w, r, err)
 		return
 	}
 	secret, key, hash, err := billing.NewAPIKey(s.Random, a.UID, in.Name, s.Clock.Now())
 	if err != nil {
-		s.WriteError(w, r, err)
+		s.Fail(w, r, err)
 		return
 	}
 	if err := s.Keys.CreateKey(r.Context(), hash, key); err != nil {
-		s.WriteError(w, r, err)
+		s.Fail(w, r, err)
 		return
 	}
 	s.Log.InfoContext(r.Context(), "api key created", "uid", a.UID, "key", key.ID, "prefix", key.Prefix)
-	writeJSON(w, http.StatusCreated, map[string]any{"id": key.ID, "name": key.Name, "prefix": key.Prefix,
+	httpjson.Write(w, http.StatusCreated, map[string]any{"id": key.ID, "name": key.Name, "prefix": key.Prefix,
 		"key": secret, "createdAt": key.CreatedAt.UTC()})
 }
 
@@ -248,7 +235,7 @@ func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request, a *billing.Ac
 		if errors.Is(err, billing.ErrNotFound) {
 			err = billing.Errorf(billing.CodeNotFound, "you have no key with that id")
 		}
-		s.WriteError(w, r, err)
+		s.Fail(w, r, err)
 		return
 	}
 	s.Log.InfoContext(r.Context(), "api key revoked", "uid", a.UID, "key", id)
@@ -258,33 +245,33 @@ func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request, a *billing.Ac
 func (s *Server) usage(w http.ResponseWriter, r *http.Request, a *billing.Account) {
 	days, err := intParam(r, "days", 30, 1, 366)
 	if err != nil {
-		s.WriteError(w, r, err)
+		s.Fail(w, r, err)
 		return
 	}
 	now := s.Clock.Now()
 	out, err := s.History.Usage(r.Context(), a.UID, now.AddDate(0, 0, -(days-1)), now)
 	if err != nil {
-		s.WriteError(w, r, err)
+		s.Fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"days": out})
+	httpjson.Write(w, http.StatusOK, map[string]any{"days": out})
 }
 
 func (s *Server) ledger(w http.ResponseWriter, r *http.Request, a *billing.Account) {
 	limit, err := intParam(r, "limit", 50, 1, 500)
 	if err != nil {
-		s.WriteError(w, r, err)
+		s.Fail(w, r, err)
 		return
 	}
 	entries, err := s.History.Ledger(r.Context(), a.UID, limit)
 	if err != nil {
-		s.WriteError(w, r, err)
+		s.Fail(w, r, err)
 		return
 	}
 	if entries == nil {
 		entries = []billing.Entry{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"entries": entries})
+	httpjson.Write(w, http.StatusOK, map[string]any{"entries": entries})
 }
 
 // intParam reads an integer query parameter within [lo, hi].

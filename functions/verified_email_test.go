@@ -1,52 +1,18 @@
 package functions_test
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"sync"
 	"testing"
 	"time"
 
-	"cloud.google.com/go/firestore"
-
 	"github.com/paymeter/paymeter/billing"
-	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/firebaseauth"
-	"github.com/paymeter/paymeter/functions"
 	"github.com/paymeter/paymeter/internal/emulator"
-	"github.com/paymeter/paymeter/internal/memstore"
-	"github.com/paymeter/paymeter/internal/testclock"
-	"github.com/paymeter/paymeter/store"
+	"github.com/paymeter/paymeter/internal/mock"
 )
-
-// newHarnessAuth is newHarness with auth verifying tokens, and the store
-// opening accounts as REQUIRE_VERIFIED_EMAIL in env asks, as wiring.go wires it.
-func newHarnessAuth(t *testing.T, env map[string]string, auth billing.TokenVerifier) *harness {
-	t.Helper()
-	emulator.Firestore(t)
-	client, err := firestore.NewClient(context.Background(), fmt.Sprintf("demo-api-%d", time.Now().UnixNano()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
-	cfg, err := config.Load(func(k string) string { return env[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat := billing.DefaultCatalog()
-	st := store.New(client, cat.Free())
-	st.RequireVerifiedEmail(cfg.RequireVerifiedEmail)
-	h := &harness{t: t, mux: http.NewServeMux(), store: st, sched: &scheduled{}, logs: &bytes.Buffer{}}
-	srv := &functions.Server{Config: cfg, Catalog: cat, Accounts: st, History: st, Keys: st, Meter: st, Events: st,
-		Scheduler: h.sched, Auth: auth, Clock: testclock.New(t0), Random: rand.Reader,
-		Log: slog.New(slog.NewTextHandler(h.logs, nil))}
-	srv.Mount(h.mux, srv.Functions())
-	return h
-}
 
 func (h *harness) bearer(token, method, path, body string) response {
 	h.t.Helper()
@@ -86,8 +52,8 @@ func TestUnverifiedPasswordAccountGetsFreeCreditsOnceVerified(t *testing.T) {
 		u["freeCreditsPending"] != "verify_email" || u["nextGrantAt"] != nil || len(u["grants"].([]any)) != 0 || len(ledger) != 0 {
 		t.Fatalf("unverified account shows %v, ledger %v; want Free, 0 credits, freeCreditsPending verify_email", u, ledger)
 	}
-	if len(h.sched.tasks) != 0 {
-		t.Fatalf("a Free grant was scheduled for an unverified account: %+v", h.sched.tasks)
+	if len(h.sched.Tasks()) != 0 {
+		t.Fatalf("a Free grant was scheduled for an unverified account: %+v", h.sched.Tasks())
 	}
 	created := h.bearer(unverified, "POST", "/api/keys", `{"name":"ci"}`)
 	if created.status != http.StatusCreated {
@@ -127,8 +93,8 @@ func TestUnverifiedPasswordAccountGetsFreeCreditsOnceVerified(t *testing.T) {
 	if len(ledger) != 1 || ledger[0].(map[string]any)["credits"].(float64) != 50 {
 		t.Fatalf("ledger = %v, want one Free grant of 50", ledger)
 	}
-	if len(h.sched.tasks) != 1 || h.sched.tasks[0] != (billing.GrantTask{UID: uid, Period: 1, At: t0.Add(billing.Week)}) {
-		t.Fatalf("scheduled = %+v, want the one period-1 grant", h.sched.tasks)
+	if len(h.sched.Tasks()) != 1 || h.sched.Tasks()[0] != (billing.GrantTask{UID: uid, Period: 1, At: t0.Add(billing.Week)}) {
+		t.Fatalf("scheduled = %+v, want the one period-1 grant", h.sched.Tasks())
 	}
 	if res := h.do("POST", "/api/meter", "", "X-API-Key", key); res.status != http.StatusOK || res.body["credits"].(float64) != 49 {
 		t.Fatalf("metered call after verification = %d %s", res.status, res.raw)
@@ -153,8 +119,8 @@ func TestFreeCreditsAtSignUp(t *testing.T) {
 			if u["credits"].(float64) != tt.credits || u["freeCreditsPending"] != tt.pending {
 				t.Fatalf("GET /api/user = %v; want %v credits, freeCreditsPending %v", u, tt.credits, tt.pending)
 			}
-			if want := int(tt.credits / 50); len(h.sched.tasks) != want {
-				t.Fatalf("scheduled %+v, want %d task(s)", h.sched.tasks, want)
+			if want := int(tt.credits / 50); len(h.sched.Tasks()) != want {
+				t.Fatalf("scheduled %+v, want %d task(s)", h.sched.Tasks(), want)
 			}
 		})
 	}
@@ -163,7 +129,7 @@ func TestFreeCreditsAtSignUp(t *testing.T) {
 // Stripe mails receipts to the customer's email: it must be one the user
 // proved is theirs.
 func TestStripeCustomerGetsTheEmailOnlyFromAVerifiedToken(t *testing.T) {
-	w := newWorld(t, memstore.New(), true)
+	w := newWorld(t, mock.NewStore(), true)
 	for _, tt := range []struct {
 		token, uid string
 		email      any

@@ -7,9 +7,8 @@ import (
 	"net/http"
 
 	"github.com/paymeter/paymeter/billing"
+	"github.com/paymeter/paymeter/internal/httpjson"
 )
-
-var errUnavailable = &billing.Error{Code: billing.CodeUnavailable, Message: "try again shortly"}
 
 // webhookHandler is the Webhook entry point, whose bodies may be larger
 // than the API's.
@@ -25,32 +24,32 @@ func (s *Server) webhookHandler() http.Handler {
 // retries; an event no account or plan of ours matches answers 200 and is
 // logged, since retrying cannot help.
 func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(r)
+	body, err := httpjson.ReadBody(r)
 	if err != nil {
-		s.WriteError(w, r, err)
+		s.Fail(w, r, err)
 		return
 	}
 	ev, err := s.Webhooks.VerifyEvent(body, r.Header.Get("Stripe-Signature"))
 	if err != nil {
 		s.Log.WarnContext(r.Context(), "webhook refused", "err", err)
-		s.WriteError(w, r, billing.ErrInvalidSignature)
+		s.Fail(w, r, billing.ErrInvalidSignature)
 		return
 	}
 	ctx := r.Context()
 	log := s.Log.With("event", ev.ID, "type", ev.Type)
 	if ev.Change == nil {
 		log.DebugContext(ctx, "webhook event ignored")
-		writeJSON(w, http.StatusOK, map[string]any{"received": true, "applied": false})
+		httpjson.Write(w, http.StatusOK, map[string]any{"received": true, "applied": false})
 		return
 	}
 	uid, err := s.eventAccount(ctx, &ev)
 	if errors.Is(err, billing.ErrNotFound) {
 		log.WarnContext(ctx, "webhook event for no account of ours", "customer", ev.CustomerID, "uid", ev.UID)
-		writeJSON(w, http.StatusOK, map[string]any{"received": true, "applied": false})
+		httpjson.Write(w, http.StatusOK, map[string]any{"received": true, "applied": false})
 		return
 	}
 	if err != nil {
-		s.WriteError(w, r, fmt.Errorf("webhook %s: %w: %w", ev.ID, errUnavailable, err))
+		s.Fail(w, r, fmt.Errorf("webhook %s: %w: %w", ev.ID, billing.ErrUnavailable, err))
 		return
 	}
 	now := s.Clock.Now()
@@ -62,10 +61,10 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, billing.ErrInvalidPlan), errors.Is(err, billing.ErrNotFound):
 		log.WarnContext(ctx, "webhook event not applicable", "uid", uid, "err", err)
-		writeJSON(w, http.StatusOK, map[string]any{"received": true, "applied": false})
+		httpjson.Write(w, http.StatusOK, map[string]any{"received": true, "applied": false})
 		return
 	case err != nil:
-		s.WriteError(w, r, err)
+		s.Fail(w, r, err)
 		return
 	}
 	if movesPlan(ev.Change) {
@@ -73,17 +72,17 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 			// Applied before: still make sure the Free chain is scheduled,
 			// in case the delivery that applied it failed just after.
 			if after, err = s.Accounts.Account(ctx, uid); err != nil {
-				s.WriteError(w, r, err)
+				s.Fail(w, r, err)
 				return
 			}
 		}
 		if err := s.scheduleFree(ctx, after); err != nil {
-			s.WriteError(w, r, err)
+			s.Fail(w, r, err)
 			return
 		}
 	}
 	log.InfoContext(ctx, "webhook event", "uid", uid, "applied", applied)
-	writeJSON(w, http.StatusOK, map[string]any{"received": true, "applied": applied})
+	httpjson.Write(w, http.StatusOK, map[string]any{"received": true, "applied": applied})
 }
 
 // eventAccount finds the account an event is about: by its customer, else

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"time"
 
 	"cloud.google.com/go/firestore"
 	"google.golang.org/api/idtoken"
@@ -14,6 +13,7 @@ import (
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/firebaseauth"
+	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/lease"
 	"github.com/paymeter/paymeter/notify"
 	"github.com/paymeter/paymeter/payments"
@@ -108,7 +108,7 @@ func Production(ctx context.Context, cfg config.Config, log *slog.Logger, target
 	for _, e := range Table {
 		if target == "" || e.Name == target {
 			needs = Needs{Auth: needs.Auth || e.Needs.Auth, Payments: needs.Payments || e.Needs.Payments,
-				Scheduler: needs.Scheduler || e.Needs.Scheduler, OIDC: needs.OIDC || e.Needs.OIDC,
+				Webhook: needs.Webhook || e.Needs.Webhook, Scheduler: needs.Scheduler || e.Needs.Scheduler, OIDC: needs.OIDC || e.Needs.OIDC,
 				Notices: needs.Notices || e.Needs.Notices, Mail: needs.Mail || e.Needs.Mail}
 		}
 	}
@@ -139,13 +139,19 @@ func Production(ctx context.Context, cfg config.Config, log *slog.Logger, target
 		}
 	}
 	var pay billing.Payments
+	// Terraform mounts each Stripe secret only where it is needed
+	// (terraform/functions.tf): the key where Stripe is called, the signing
+	// secret on the webhook.
 	if needs.Payments {
-		if cfg.StripeSecretKey == "" || cfg.StripeWebhookSecret == "" {
-			return nil, fmt.Errorf("STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET must be set (from Secret Manager)")
+		if cfg.StripeSecretKey == "" {
+			return nil, fmt.Errorf("STRIPE_SECRET_KEY must be set (from Secret Manager)")
 		}
 		pay = payments.New(payments.Config{SecretKey: cfg.StripeSecretKey, PublicURL: cfg.PublicURL})
 	}
-	srv := core.Server(realClock{}, sched, pay, cfg.StripeWebhookSecret)
+	if needs.Webhook && cfg.StripeWebhookSecret == "" {
+		return nil, fmt.Errorf("STRIPE_WEBHOOK_SECRET must be set (from Secret Manager)")
+	}
+	srv := core.Server(clock.Real{}, sched, pay, cfg.StripeWebhookSecret)
 	if needs.OIDC {
 		validator, err := idtoken.NewValidator(ctx)
 		if err != nil {
@@ -157,7 +163,3 @@ func Production(ctx context.Context, cfg config.Config, log *slog.Logger, target
 	}
 	return srv.Functions(target), nil
 }
-
-type realClock struct{}
-
-func (realClock) Now() time.Time { return time.Now() }

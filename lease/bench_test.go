@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/paymeter/paymeter/billing"
+	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/lease"
 	"github.com/paymeter/paymeter/store"
 )
@@ -36,7 +37,7 @@ func (memStore) ReturnLease(context.Context, string, time.Time, ...string) (int6
 // BenchmarkDebitKeyFromLease is one client's calls one after another; it
 // reports the median call (p50-µs).
 func BenchmarkDebitKeyFromLease(b *testing.B) {
-	m := lease.New(memStore{}, wallClock{}, lease.Config{MaxBlock: 1_000_000}, nil)
+	m := lease.New(memStore{}, clock.Real{}, lease.Config{MaxBlock: 1_000_000}, nil)
 	defer m.Close(context.Background())
 	ctx := context.Background()
 	lat := make([]time.Duration, 0, 1<<16)
@@ -55,7 +56,7 @@ func BenchmarkDebitKeyFromLease(b *testing.B) {
 // BenchmarkDebitKeyFromLeaseParallel is 50 concurrent clients on one key,
 // their calls flushed together; it reports the median call (p50-µs).
 func BenchmarkDebitKeyFromLeaseParallel(b *testing.B) {
-	m := lease.New(memStore{}, wallClock{}, lease.Config{MaxBlock: 1_000_000, Linger: -1}, nil)
+	m := lease.New(memStore{}, clock.Real{}, lease.Config{MaxBlock: 1_000_000, Linger: -1}, nil)
 	defer m.Close(context.Background())
 	ctx := context.Background()
 	var mu sync.Mutex

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/paymeter/paymeter/billing"
+	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/lease"
 	"github.com/paymeter/paymeter/store"
 )
@@ -84,7 +85,7 @@ func (s *memLeases) state() (balance int64, takes int) {
 
 func newManager(t *testing.T, st lease.Store) *lease.Manager {
 	t.Helper()
-	m := lease.New(st, wallClock{}, lease.Config{Linger: -1, Timeout: 30 * time.Second}, nil)
+	m := lease.New(st, clock.Real{}, lease.Config{Linger: -1, Timeout: 30 * time.Second}, nil)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

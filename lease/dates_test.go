@@ -8,13 +8,13 @@ import (
 	"time"
 
 	"github.com/paymeter/paymeter/billing"
-	"github.com/paymeter/paymeter/internal/memstore"
-	"github.com/paymeter/paymeter/internal/testclock"
+	"github.com/paymeter/paymeter/internal/clock"
+	"github.com/paymeter/paymeter/internal/mock"
 	"github.com/paymeter/paymeter/lease"
 )
 
 // walkStore is what the date walk needs of a store: store.Store and
-// memstore.Store both have it.
+// mock.Store both have it.
 type walkStore interface {
 	lease.Store
 	billing.Meter
@@ -41,7 +41,7 @@ func walkDays(first, last time.Time) []time.Time {
 func walkUsage(t *testing.T, st walkStore, days []time.Time) {
 	t.Helper()
 	ctx := context.Background()
-	clock := testclock.New(days[0])
+	clock := clock.NewFixed(days[0])
 	// Each day gets its own meter, closed once the day's call is answered:
 	// in lease mode that returns the day's lease before the next day takes
 	// one, so that the walk does not wait on two transactions contending
@@ -133,7 +133,7 @@ func TestUsageCountsEveryDayOnItsDate(t *testing.T) {
 	if len(days) != 1827 {
 		t.Fatalf("walk has %d days, want 1827", len(days))
 	}
-	walkUsage(t, memstore.New(), days)
+	walkUsage(t, mock.NewStore(), days)
 }
 
 // The same on the Firestore store, for 40 days of the walk: the 1st and

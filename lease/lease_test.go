@@ -13,14 +13,11 @@ import (
 	"cloud.google.com/go/firestore"
 
 	"github.com/paymeter/paymeter/billing"
+	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/internal/emulator"
 	"github.com/paymeter/paymeter/lease"
 	"github.com/paymeter/paymeter/store"
 )
-
-type wallClock struct{}
-
-func (wallClock) Now() time.Time { return time.Now() }
 
 // newStore returns a Store on a project of its own in the Firestore emulator.
 func newStore(t *testing.T) *store.Store {
@@ -35,7 +32,7 @@ func newStore(t *testing.T) *store.Store {
 }
 
 // accountStore is what the tests set accounts up and read them back with:
-// store.Store and memstore.Store both have it.
+// store.Store and mock.Store both have it.
 type accountStore interface {
 	Account(ctx context.Context, uid string) (*billing.Account, error)
 	Provision(ctx context.Context, id billing.Identity, now time.Time) (*billing.Account, bool, error)
@@ -112,9 +109,9 @@ func TestTwoInstancesSpendExactly(t *testing.T) {
 			hash := account(t, s, "ada", tt.credits)
 			cfg := lease.Config{TTL: 5 * time.Second, Idle: 500 * time.Millisecond}
 			cfg.Owner = "i1"
-			m1 := lease.New(s, wallClock{}, cfg, nil)
+			m1 := lease.New(s, clock.Real{}, cfg, nil)
 			cfg.Owner = "i2"
-			m2 := lease.New(s, wallClock{}, cfg, nil)
+			m2 := lease.New(s, clock.Real{}, cfg, nil)
 			var ok, broke atomic.Int64
 			var wg sync.WaitGroup
 			var next atomic.Int64
@@ -152,7 +149,7 @@ func TestTwoInstancesSpendExactly(t *testing.T) {
 func TestSmallBalanceLeasesWhatIsLeft(t *testing.T) {
 	s := newStore(t)
 	hash := account(t, s, "bo", 3)
-	m := lease.New(s, wallClock{}, lease.Config{}, nil)
+	m := lease.New(s, clock.Real{}, lease.Config{}, nil)
 	var ok int
 	for range 5 {
 		rem, err := m.DebitKey(context.Background(), hash, 1, time.Now())
@@ -176,7 +173,7 @@ func TestSmallBalanceLeasesWhatIsLeft(t *testing.T) {
 func TestRevocationTakesEffectWithinTheKeyTTL(t *testing.T) {
 	s := newStore(t)
 	hash := account(t, s, "cy", 100)
-	m := lease.New(s, wallClock{}, lease.Config{KeyTTL: 300 * time.Millisecond}, nil)
+	m := lease.New(s, clock.Real{}, lease.Config{KeyTTL: 300 * time.Millisecond}, nil)
 	defer closeAll(t, m)
 	ctx := context.Background()
 	if _, err := m.DebitKey(ctx, hash, 1, time.Now()); err != nil {
@@ -213,7 +210,7 @@ func TestRevocationTakesEffectWithinTheKeyTTL(t *testing.T) {
 func TestIdleLeaseComesBack(t *testing.T) {
 	s := newStore(t)
 	hash := account(t, s, "di", 500)
-	m := lease.New(s, wallClock{}, lease.Config{Idle: 200 * time.Millisecond}, nil)
+	m := lease.New(s, clock.Real{}, lease.Config{Idle: 200 * time.Millisecond}, nil)
 	defer closeAll(t, m)
 	for range 3 {
 		if _, err := m.DebitKey(context.Background(), hash, 1, time.Now()); err != nil {

@@ -98,10 +98,10 @@ func (c Config) withDefaults() Config {
 }
 
 // errClosed answers calls that arrive after Close.
-var errClosed = billing.Errorf(billing.CodeUnavailable, "try again shortly")
+var errClosed = fmt.Errorf("lease manager closed: %w", billing.ErrUnavailable)
 
 // errNotRecorded answers calls whose use could not be recorded.
-var errNotRecorded = billing.Errorf(billing.CodeUnavailable, "try again shortly")
+var errNotRecorded = fmt.Errorf("use not recorded: %w", billing.ErrUnavailable)
 
 // Manager serves billing.Meter from leases. It is safe for concurrent use.
 type Manager struct {

@@ -9,17 +9,17 @@ import (
 	"time"
 
 	"github.com/paymeter/paymeter/billing"
-	"github.com/paymeter/paymeter/internal/memstore"
-	"github.com/paymeter/paymeter/internal/testclock"
+	"github.com/paymeter/paymeter/internal/clock"
+	"github.com/paymeter/paymeter/internal/mock"
 	"github.com/paymeter/paymeter/lease"
 	"github.com/paymeter/paymeter/store"
 )
 
-// watchedStore is a memstore.Store that counts its commits (RecordLeaseUses),
+// watchedStore is a mock.Store that counts its commits (RecordLeaseUses),
 // notes the size of each lease asked of it, can make a commit take a while,
 // as Firestore's does, and can refuse the next commits.
 type watchedStore struct {
-	*memstore.Store
+	*mock.Store
 	latency time.Duration // each commit's
 
 	mu      sync.Mutex
@@ -29,7 +29,7 @@ type watchedStore struct {
 	wants   []int64 // each lease asked for
 }
 
-func newWatchedStore() *watchedStore { return &watchedStore{Store: memstore.New()} }
+func newWatchedStore() *watchedStore { return &watchedStore{Store: mock.NewStore()} }
 
 func (s *watchedStore) TakeLease(ctx context.Context, r store.LeaseRequest, now time.Time) (billing.Lease, int64, error) {
 	s.mu.Lock()
@@ -76,7 +76,7 @@ func TestConcurrentCallsShareCommits(t *testing.T) {
 	st := newWatchedStore()
 	st.latency = time.Millisecond
 	hash := account(t, st, "ann", 10_000)
-	m := lease.New(st, wallClock{}, lease.Config{}, nil)
+	m := lease.New(st, clock.Real{}, lease.Config{}, nil)
 	const callers, each = 32, 25
 	var wg sync.WaitGroup
 	for range callers {
@@ -105,7 +105,7 @@ func TestConcurrentCallsShareCommits(t *testing.T) {
 func TestLeaseBlocksGrowWhenBusyAndShrinkWhenNot(t *testing.T) {
 	st := newWatchedStore()
 	hash := account(t, st, "bea", 10_000)
-	clock := testclock.New(time.Now())
+	clock := clock.NewFixed(time.Now())
 	m := lease.New(st, clock, lease.Config{Linger: -1}, nil) // blocks from 10 to 1000, leases of 30 s
 	defer closeAll(t, m)
 	debit := func() {
@@ -134,7 +134,7 @@ func TestLeaseBlocksGrowWhenBusyAndShrinkWhenNot(t *testing.T) {
 func TestFailedCommitRetiresItsLease(t *testing.T) {
 	st := newWatchedStore()
 	hash := account(t, st, "cai", 1000)
-	m := lease.New(st, wallClock{}, lease.Config{Linger: -1, MinBlock: 100}, nil)
+	m := lease.New(st, clock.Real{}, lease.Config{Linger: -1, MinBlock: 100}, nil)
 	ctx := context.Background()
 	var mu sync.Mutex
 	var served, unavailable int64

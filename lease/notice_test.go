@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/paymeter/paymeter/billing"
+	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/lease"
 )
 
@@ -23,7 +24,7 @@ func TestLowBalanceCrossingIsRecordedWithTheLeaseUse(t *testing.T) {
 		scheduled = append(scheduled, ts...)
 	})
 	hash := account(t, st, "lena", 50) // Free: threshold 10
-	m := lease.New(st, wallClock{}, lease.Config{TTL: time.Minute, Idle: time.Minute, MinBlock: 50}, nil)
+	m := lease.New(st, clock.Real{}, lease.Config{TTL: time.Minute, Idle: time.Minute, MinBlock: 50}, nil)
 	ctx := context.Background()
 	for i := range 41 {
 		if _, err := m.DebitKey(ctx, hash, 1, time.Now()); err != nil {

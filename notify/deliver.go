@@ -2,10 +2,8 @@ package notify
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -138,24 +136,21 @@ func (h *Handler) sendEmail(ctx context.Context, n billing.Notice) error {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		httpjson.Error(w, http.StatusMethodNotAllowed, billing.CodeMethodNotAllowed, "use POST")
+		httpjson.Fail(w, r, nil, billing.Errorf(billing.CodeMethodNotAllowed, "use POST"))
 		return
 	}
 	var t billing.NoticeTask
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(&t)
-	if err == nil {
-		if _, err2 := dec.Token(); !errors.Is(err2, io.EOF) {
-			err = errors.New("data after the JSON object")
-		}
+	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
+	if err := httpjson.Decode(r, &t); err != nil {
+		httpjson.Fail(w, r, nil, err)
+		return
 	}
-	if err != nil || t.UID == "" || t.ID == "" {
-		httpjson.Error(w, http.StatusBadRequest, billing.CodeBadRequest, `a notice task is {"uid","id"}`)
+	if t.UID == "" || t.ID == "" {
+		httpjson.Fail(w, r, nil, billing.Errorf(billing.CodeBadRequest, `a notice task is {"uid","id"}`))
 		return
 	}
 	if err := h.Deliver(r.Context(), t); err != nil {
-		httpjson.Error(w, http.StatusServiceUnavailable, billing.CodeUnavailable, errRetry.Message)
+		httpjson.Fail(w, r, nil, errRetry) // logged by Deliver
 		return
 	}
 	httpjson.Write(w, http.StatusOK, map[string]bool{"ok": true})

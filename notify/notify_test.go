@@ -25,6 +25,8 @@ import (
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/functions"
+	"github.com/paymeter/paymeter/internal/clock"
+	"github.com/paymeter/paymeter/internal/devtasks"
 	"github.com/paymeter/paymeter/internal/emulator"
 	"github.com/paymeter/paymeter/notify"
 	"github.com/paymeter/paymeter/paymeterclient"
@@ -179,8 +181,8 @@ type stack struct {
 	t        *testing.T
 	mux      *http.ServeMux
 	store    *store.Store
-	clock    *tasks.DevClock
-	local    *tasks.Local
+	clock    *clock.Dev
+	local    *devtasks.Queue
 	dispatch *notify.Dispatcher
 	notice   http.Handler
 	mail     *emulator.Mailpit
@@ -218,7 +220,7 @@ func newStack(t *testing.T) *stack {
 	}
 	cat := billing.DefaultCatalog()
 	st := store.New(client, cat.Free())
-	s := &stack{t: t, mux: http.NewServeMux(), store: st, clock: tasks.NewDevClock(), mail: mail, logs: &syncBuffer{}}
+	s := &stack{t: t, mux: http.NewServeMux(), store: st, clock: clock.NewDev(), mail: mail, logs: &syncBuffer{}}
 	log := slog.New(slog.NewTextHandler(s.logs, nil))
 	s.recv = startReceiver(t)
 	good, err := notify.NewSMTP(mail.URL(mail.Password), "Paymeter <noreply@example.com>")
@@ -226,9 +228,9 @@ func newStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	s.mailer = &switchMailer{m: good}
-	s.local = tasks.NewLocal(s.clock, func(context.Context, billing.GrantTask) error { return nil }, log)
+	s.local = devtasks.New(s.clock, func(context.Context, billing.GrantTask) error { return nil }, log)
 	s.local.DeliverNoticesWith(func(ctx context.Context, nt billing.NoticeTask) error {
-		return tasks.DeliverNoticeHTTP(s.notice, taskSecret)(ctx, nt)
+		return devtasks.DeliverNoticeHTTP(s.notice, taskSecret)(ctx, nt)
 	})
 	s.dispatch = notify.NewDispatcher(s.local, log)
 	st.OnNotices(s.dispatch.Dispatch)
@@ -297,7 +299,7 @@ func (s *stack) deliver(d time.Duration) {
 // redeliver posts the notice's task to TaskNotify again, as Cloud Tasks may.
 func (s *stack) redeliver(uid, id string) {
 	s.t.Helper()
-	if err := tasks.DeliverNoticeHTTP(s.notice, taskSecret)(context.Background(), billing.NoticeTask{UID: uid, ID: id}); err != nil {
+	if err := devtasks.DeliverNoticeHTTP(s.notice, taskSecret)(context.Background(), billing.NoticeTask{UID: uid, ID: id}); err != nil {
 		s.t.Fatalf("redeliver %s: %v", id, err)
 	}
 }

@@ -15,7 +15,7 @@ import (
 
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/devstripe"
-	"github.com/paymeter/paymeter/internal/testclock"
+	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/payments"
 )
 
@@ -40,7 +40,7 @@ var (
 func standinEvents(tb testing.TB) [][]byte {
 	tb.Helper()
 	standinOnce.Do(func() {
-		c := testclock.New(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC))
+		c := clock.NewFixed(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC))
 		accept := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
 		s := devstripe.New(devstripe.Config{PublicURL: "http://paymeter.test", WebhookSecret: secret, Webhook: accept,
 			Catalog: billing.DefaultCatalog(), Clock: c, Random: mrand.NewChaCha8([32]byte{'f', 'u', 'z', 'z'})})

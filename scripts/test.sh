@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make test`: every test of the project, in order of speed. With an
-# argument it runs one stage: check, go, terraform, web, e2e, bench.
+# argument it runs one stage: check, go, rehearse, terraform, web, e2e, bench.
 #
 # Emulators are started and stopped here; with CI=true a missing emulator or
 # browser is a failure, never a skip.
@@ -55,6 +55,12 @@ bench() {
 	go test -run '^$' -bench . -benchmem -count=1 ./billing ./store ./lease
 }
 
+rehearse() {
+	start_emulators
+	say "rehearsal: the deployable zip built as the Go buildpack builds it, one process per function behind Hosting and Cloud Run"
+	bash scripts/rehearse.sh
+}
+
 e2e() {
 	start_emulators
 	say "web app: units, build, and the journey in chromium against the dev server"
@@ -64,6 +70,7 @@ e2e() {
 case "${1:-all}" in
 check) check ;;
 go) gotest ;;
+rehearse) rehearse ;;
 terraform) bash terraform/test.sh ;;
 web) bash web/test.sh ;;
 e2e) e2e ;;
@@ -71,10 +78,11 @@ bench) bench ;;
 all)
 	check
 	gotest
+	rehearse
 	say "terraform"
 	bash terraform/test.sh
 	e2e
 	say "all tests passed"
 	;;
-*) echo "usage: scripts/test.sh [check|go|terraform|web|e2e|bench]" >&2; exit 2 ;;
+*) echo "usage: scripts/test.sh [check|go|rehearse|terraform|web|e2e|bench]" >&2; exit 2 ;;
 esac

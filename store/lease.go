@@ -19,7 +19,7 @@ import (
 // transaction that gives the rest back, and deletes the document.
 const leasesCol = "leases"
 
-// ErrLeaseGone is returned by RecordLeaseUse when the lease was settled
+// ErrLeaseGone is returned by RecordLeaseUses when a lease was settled
 // already (it expired and another transaction settled it): nothing was
 // recorded, and the calls it would have counted must not be answered.
 var ErrLeaseGone = errors.New("lease settled already")
@@ -165,14 +165,6 @@ type LeaseUse struct {
 	Notice      *billing.Notice
 }
 
-// RecordLeaseUse durably records, in one commit without a transaction, that
-// used credits of lease id have been spent so far, delta of them since the
-// last record, counting delta in the day's usage. It returns ErrLeaseGone,
-// recording nothing, when the lease was settled already.
-func (s *Store) RecordLeaseUse(ctx context.Context, uid, id string, used, delta int64, now time.Time) error {
-	return s.RecordLeaseUses(ctx, []LeaseUse{{UID: uid, ID: id, Used: used, Delta: delta}}, now)
-}
-
 // RecordLeaseUses records the use of several leases, of any accounts, in
 // one commit without a transaction: each lease document's total and each
 // account's usage of the day. It records all or nothing, and returns
@@ -240,27 +232,4 @@ func (s *Store) ReturnLease(ctx context.Context, uid string, now time.Time, ids 
 	}
 	s.dispatch(ctx, written)
 	return balance, nil
-}
-
-// SettleExpiredLeases settles the expired leases of uid, as any account
-// transaction does; operators and tests use it to reclaim at once.
-func (s *Store) SettleExpiredLeases(ctx context.Context, uid string, now time.Time) error {
-	var written *billing.Account
-	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		written = nil
-		a, err := s.accountAt(tx, uid, now)
-		if err != nil {
-			return err
-		}
-		if len(a.SettledLeases()) > 0 {
-			s.putAccount(tx, a, now)
-			written = a
-		}
-		return nil
-	}, firestore.MaxAttempts(debitAttempts))
-	if err != nil {
-		return fmt.Errorf("settle leases of %s: %w", uid, err)
-	}
-	s.dispatch(ctx, written)
-	return nil
 }

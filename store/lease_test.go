@@ -53,7 +53,7 @@ func TestLeaseSettlesWithTheUseItRecorded(t *testing.T) {
 		t.Fatalf("lease %+v balance %d: %v", l, bal, err)
 	}
 	for _, used := range []int64{10, 30} { // totals, as the manager flushes them
-		if err := s.RecordLeaseUse(ctx, "ada", l.ID, used, 20, now); err != nil {
+		if err := recordLeaseUse(ctx, s, "ada", l.ID, used, 20, now); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -66,7 +66,7 @@ func TestLeaseSettlesWithTheUseItRecorded(t *testing.T) {
 	if bal, err := s.ReturnLease(ctx, "ada", now, l.ID); err != nil || bal != 1020 {
 		t.Fatalf("returned twice: %d, %v", bal, err)
 	}
-	if err := s.RecordLeaseUse(ctx, "ada", l.ID, 31, 1, now); !errors.Is(err, store.ErrLeaseGone) {
+	if err := recordLeaseUse(ctx, s, "ada", l.ID, 31, 1, now); !errors.Is(err, store.ErrLeaseGone) {
 		t.Fatalf("recorded use of a settled lease: %v", err)
 	}
 	days, err := s.Usage(ctx, "ada", now, now)
@@ -87,7 +87,7 @@ func TestExpiredLeaseIsSettledByTheNextDebit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RecordLeaseUse(ctx, "bob", l.ID, 7, 7, past); err != nil {
+	if err := recordLeaseUse(ctx, s, "bob", l.ID, 7, 7, past); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
@@ -99,7 +99,7 @@ func TestExpiredLeaseIsSettledByTheNextDebit(t *testing.T) {
 	if err != nil || len(a.Leases) != 0 {
 		t.Fatalf("leases left %+v: %v", a.Leases, err)
 	}
-	if err := s.RecordLeaseUse(ctx, "bob", l.ID, 8, 1, now); !errors.Is(err, store.ErrLeaseGone) {
+	if err := recordLeaseUse(ctx, s, "bob", l.ID, 8, 1, now); !errors.Is(err, store.ErrLeaseGone) {
 		t.Fatalf("the lease document survived settlement: %v", err)
 	}
 }
@@ -113,7 +113,7 @@ func TestTakeLeaseAtZeroSettlesAndAnswersInsufficient(t *testing.T) {
 	if err != nil || l.Amount != 50 {
 		t.Fatalf("lease %+v: %v", l, err)
 	}
-	if err := s.RecordLeaseUse(ctx, "cy", l.ID, 50, 50, past); err != nil {
+	if err := recordLeaseUse(ctx, s, "cy", l.ID, 50, 50, past); err != nil {
 		t.Fatal(err)
 	}
 	_, _, err = s.TakeLease(ctx, store.LeaseRequest{UID: "cy", ID: "i2-1", Want: 10, TTL: time.Minute}, time.Now())
@@ -142,13 +142,13 @@ func TestRecordRacingSettlementIsCountedOrRefused(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.RecordLeaseUse(ctx, "eve", l.ID, 10, 10, now); err != nil {
+		if err := recordLeaseUse(ctx, s, "eve", l.ID, 10, 10, now); err != nil {
 			t.Fatal(err)
 		}
 		var wg sync.WaitGroup
 		var recErr, retErr error
 		wg.Add(2)
-		go func() { defer wg.Done(); recErr = s.RecordLeaseUse(ctx, "eve", l.ID, 25, 15, now) }()
+		go func() { defer wg.Done(); recErr = recordLeaseUse(ctx, s, "eve", l.ID, 25, 15, now) }()
 		go func() { defer wg.Done(); _, retErr = s.ReturnLease(ctx, "eve", now, l.ID) }()
 		wg.Wait()
 		if retErr != nil {
@@ -207,4 +207,10 @@ func TestRecordLeaseUsesIsOneCommitForManyAccounts(t *testing.T) {
 	if got := balance(t, s, "fay", now); got != 45 {
 		t.Fatalf("fay's balance %d", got)
 	}
+}
+
+// recordLeaseUse records that used credits of lease id have been spent so
+// far, delta of them since the last record: RecordLeaseUses with one lease.
+func recordLeaseUse(ctx context.Context, s *store.Store, uid, id string, used, delta int64, now time.Time) error {
+	return s.RecordLeaseUses(ctx, []store.LeaseUse{{UID: uid, ID: id, Used: used, Delta: delta}}, now)
 }

@@ -4,9 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"google.golang.org/api/idtoken"
 
@@ -30,11 +34,20 @@ func googleIssuer(iss string) bool {
 	return iss == "https://accounts.google.com" || iss == "accounts.google.com"
 }
 
+// SignatureRemoved is what Cloud Run puts in place of an ID token's
+// signature when it has verified the token itself: a private service (one
+// that admits only holders of roles/run.invoker) receives the caller's token
+// with its signature replaced by this marker, so it cannot be verified again.
+const SignatureRemoved = "SIGNATURE_REMOVED_BY_GOOGLE"
+
 // RequireOIDC returns middleware that passes a request on only if it carries
-// "Authorization: Bearer <token>" where the token is a valid Google-signed
-// ID token (checked by v, for audience) issued by Google to
-// serviceAccountEmail with a verified email. Anything else answers 401
-// unauthenticated. A nil log discards. It panics if audience or
+// "Authorization: Bearer <token>" where the token is a Google ID token for
+// audience, issued to serviceAccountEmail with a verified email, and not
+// expired. A token whose signature is exactly SignatureRemoved was verified
+// by Cloud Run in front of this private function, so its claims are checked
+// without the signature; any other token is verified in full by v (Google's
+// signature, audience, expiry) before its claims are checked. Anything else
+// answers 401 unauthenticated. A nil log discards. It panics if audience or
 // serviceAccountEmail is empty: a misconfiguration must not open the route.
 func RequireOIDC(audience, serviceAccountEmail string, v TokenValidator, log *slog.Logger) func(http.Handler) http.Handler {
 	if audience == "" || serviceAccountEmail == "" {
@@ -43,29 +56,70 @@ func RequireOIDC(audience, serviceAccountEmail string, v TokenValidator, log *sl
 	log = orDiscard(log)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			token, ok := bearer(r)
+			token, ok := httpjson.Bearer(r)
 			if !ok {
-				refuse(w, log, "no bearer token")
+				refuse(w, r, log, "no bearer token")
 				return
 			}
-			p, err := v.Validate(r.Context(), token, audience)
+			c, err := tokenClaims(r.Context(), token, audience, v)
 			if err != nil {
-				refuse(w, log, "invalid token", "err", err)
+				refuse(w, r, log, "invalid token", "err", err)
 				return
 			}
-			email, _ := p.Claims["email"].(string)
 			switch {
-			case !googleIssuer(p.Issuer):
-				refuse(w, log, "token not issued by Google", "iss", p.Issuer)
-			case !strings.EqualFold(email, serviceAccountEmail):
-				refuse(w, log, "token for another account", "email", email)
-			case !verified(p.Claims["email_verified"]):
-				refuse(w, log, "token email not verified", "email", email)
+			case !googleIssuer(c.iss):
+				refuse(w, r, log, "token not issued by Google", "iss", c.iss)
+			case c.aud != audience:
+				refuse(w, r, log, "token for another audience", "aud", c.aud)
+			case !time.Now().Before(time.Unix(c.exp, 0)):
+				refuse(w, r, log, "token expired", "exp", c.exp)
+			case !strings.EqualFold(c.email, serviceAccountEmail):
+				refuse(w, r, log, "token for another account", "email", c.email)
+			case !c.verified:
+				refuse(w, r, log, "token email not verified", "email", c.email)
 			default:
 				next.ServeHTTP(w, r)
 			}
 		})
 	}
+}
+
+// claims are the parts of an ID token that RequireOIDC decides on.
+type claims struct {
+	iss, aud, email string
+	exp             int64
+	verified        bool
+}
+
+// tokenClaims returns token's claims: read as they are when Cloud Run removed
+// its signature, else after v verified it for audience. It returns an error
+// for a token that is not a JWT or that v refuses.
+func tokenClaims(ctx context.Context, token, audience string, v TokenValidator) (claims, error) {
+	parts := strings.Split(token, ".")
+	if len(parts) == 3 && parts[2] == SignatureRemoved {
+		raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+		if err != nil {
+			return claims{}, fmt.Errorf("decode payload: %w", err)
+		}
+		var p struct {
+			Iss           string `json:"iss"`
+			Aud           any    `json:"aud"`
+			Exp           int64  `json:"exp"`
+			Email         string `json:"email"`
+			EmailVerified any    `json:"email_verified"`
+		}
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return claims{}, fmt.Errorf("decode payload: %w", err)
+		}
+		aud, _ := p.Aud.(string) // Google's ID tokens carry one audience, as a string
+		return claims{iss: p.Iss, aud: aud, exp: p.Exp, email: p.Email, verified: verified(p.EmailVerified)}, nil
+	}
+	p, err := v.Validate(ctx, token, audience)
+	if err != nil {
+		return claims{}, err
+	}
+	email, _ := p.Claims["email"].(string)
+	return claims{iss: p.Issuer, aud: p.Audience, exp: p.Expires, email: email, verified: verified(p.Claims["email_verified"])}, nil
 }
 
 func verified(v any) bool {
@@ -75,12 +129,6 @@ func verified(v any) bool {
 		return s == "true"
 	}
 	return b
-}
-
-func bearer(r *http.Request) (string, bool) {
-	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	token = strings.TrimSpace(token)
-	return token, ok && strings.EqualFold(scheme, "Bearer") && token != ""
 }
 
 // RequireSecret returns middleware for local work that passes a request on
@@ -98,7 +146,7 @@ func RequireSecret(secret string) func(http.Handler) http.Handler {
 			// the lengths.
 			got := sha256.Sum256([]byte(r.Header.Get(SecretHeader)))
 			if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-				httpjson.Error(w, http.StatusUnauthorized, billing.CodeUnauthenticated, "missing or wrong task secret")
+				httpjson.Fail(w, r, nil, errWrongSecret)
 				return
 			}
 			next.ServeHTTP(w, r)
@@ -106,9 +154,14 @@ func RequireSecret(secret string) func(http.Handler) http.Handler {
 	}
 }
 
-func refuse(w http.ResponseWriter, log *slog.Logger, reason string, args ...any) {
+var (
+	errWrongSecret = billing.Errorf(billing.CodeUnauthenticated, "missing or wrong task secret")
+	errNoOIDC      = billing.Errorf(billing.CodeUnauthenticated, "a valid OIDC token for the tasks service account is required")
+)
+
+func refuse(w http.ResponseWriter, r *http.Request, log *slog.Logger, reason string, args ...any) {
 	log.Warn("task request refused: "+reason, args...)
-	httpjson.Error(w, http.StatusUnauthorized, billing.CodeUnauthenticated, "a valid OIDC token for the tasks service account is required")
+	httpjson.Fail(w, r, nil, errNoOIDC)
 }
 
 func orDiscard(log *slog.Logger) *slog.Logger {

@@ -204,3 +204,60 @@ func wantErrorBody(t *testing.T, w *httptest.ResponseRecorder, code string) {
 		t.Fatalf("error body %s, want code %q and a message (err %v)", w.Body, code, err)
 	}
 }
+
+// stripped is token as Cloud Run passes it to a private service: the same
+// header and payload, the signature replaced by SIGNATURE_REMOVED_BY_GOOGLE.
+func stripped(token string) string {
+	return token[:strings.LastIndex(token, ".")+1] + tasks.SignatureRemoved
+}
+
+// unsigned is a token of claims whose signature part is sig, signed by no one.
+func unsigned(claims map[string]any, sig string) string {
+	b64 := base64.RawURLEncoding
+	h, _ := json.Marshal(map[string]string{"alg": "RS256", "typ": "JWT", "kid": "k1"})
+	p, _ := json.Marshal(claims)
+	return b64.EncodeToString(h) + "." + b64.EncodeToString(p) + "." + sig
+}
+
+// TestRequireOIDCBehindCloudRun: a private function receives the caller's
+// token with its signature removed by Cloud Run, which checked it; the claims
+// still decide (issuer, audience, expiry, account, verified email), and only
+// the exact marker skips the signature check.
+func TestRequireOIDCBehindCloudRun(t *testing.T) {
+	key := mustKey(t)
+	v, err := idtoken.NewValidator(t.Context(), option.WithHTTPClient(&http.Client{Transport: jwks{kid: "k1", key: key}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := tasks.RequireOIDC(testAudience, testAccount, v, nil)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	tests := []struct {
+		name  string
+		token string
+		want  int
+	}{
+		{"signature removed by Cloud Run", stripped(signJWT(t, key, "k1", googleClaims())), 200},
+		{"marker on unsigned claims", unsigned(googleClaims(), tasks.SignatureRemoved), 200},
+		{"wrong audience", unsigned(with(googleClaims(), "aud", "https://example.com/other"), tasks.SignatureRemoved), 401},
+		{"audience list", unsigned(with(googleClaims(), "aud", []string{testAudience}), tasks.SignatureRemoved), 401},
+		{"wrong email", unsigned(with(googleClaims(), "email", "intruder@demo-paymeter.iam.gserviceaccount.com"), tasks.SignatureRemoved), 401},
+		{"email not verified", unsigned(with(googleClaims(), "email_verified", false), tasks.SignatureRemoved), 401},
+		{"not issued by Google", unsigned(with(googleClaims(), "iss", "https://evil.example.com"), tasks.SignatureRemoved), 401},
+		{"expired", unsigned(with(googleClaims(), "exp", time.Now().Add(-time.Minute).Unix()), tasks.SignatureRemoved), 401},
+		{"no expiry", unsigned(with(googleClaims(), "exp", nil), tasks.SignatureRemoved), 401},
+		{"marker in lower case", unsigned(googleClaims(), strings.ToLower(tasks.SignatureRemoved)), 401},
+		{"marker with a suffix", unsigned(googleClaims(), tasks.SignatureRemoved+"x"), 401},
+		{"empty signature", unsigned(googleClaims(), ""), 401},
+		{"payload not JSON", "eyJhbGciOiJSUzI1NiJ9.bm90IGpzb24." + tasks.SignatureRemoved, 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(`{"uid":"u","period":1}`))
+			req.Header.Set("Authorization", "Bearer "+tt.token)
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, req)
+			if w.Code != tt.want {
+				t.Fatalf("status %d, want %d: %s", w.Code, tt.want, w.Body)
+			}
+		})
+	}
+}

@@ -2,71 +2,58 @@ package tasks_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"net/http"
+	"net/http/httptest"
+	"strings"
 	"time"
 
 	"google.golang.org/api/idtoken"
 
 	"github.com/paymeter/paymeter/billing"
-	"github.com/paymeter/paymeter/internal/memstore"
+	"github.com/paymeter/paymeter/internal/clock"
+	"github.com/paymeter/paymeter/internal/mock"
 	"github.com/paymeter/paymeter/tasks"
 )
 
-// The dev server: a Local scheduler on the dev clock delivers each task to
-// the dev server's own mux, through the shared-secret guard.
-func ExampleLocal() {
-	ctx := context.Background()
-	store := memstore.New() // the dev server uses the Firestore emulator's store
-	free := billing.DefaultCatalog().Free()
-	clock := tasks.NewDevClock()
-	const secret = "dev-secret" // TASKS_SECRET
-
-	mux := http.NewServeMux()
-	local := tasks.NewLocal(clock, func(ctx context.Context, t billing.GrantTask) error {
-		return tasks.DeliverHTTP(mux, secret)(ctx, t) // mux is complete by the time tasks run
-	}, nil)
-	mux.Handle("POST /api/tasks/grant", tasks.RequireSecret(secret)(tasks.NewGrantHandler(store, local, clock, free, nil)))
-	mux.Handle("POST /api/tasks/reconcile", tasks.RequireSecret(secret)(tasks.NewReconcileHandler(store, local, clock, nil)))
-
-	// Sign-up provisions the account and schedules its chain.
-	a, _, _ := store.Provision(ctx, billing.Identity{UID: "ada"}, clock.Now())
-	next, _ := a.NextGrant()
-	_ = local.ScheduleGrant(ctx, next)
-
-	// POST /dev/clock/advance {"seconds": 604800}
-	n, _ := local.Advance(ctx, billing.Week+time.Minute)
-	a, _ = store.Account(ctx, "ada")
-	fmt.Println("delivered", n, "credits", a.Balance(clock.Now()), "pending", local.Len())
-	// Output: delivered 1 credits 50 pending 1
-}
-
 // Production: Cloud Tasks calls TaskGrant with an OIDC token for the tasks
-// service account.
+// service account, and only such a token gets through to the grant handler.
+// functions/wiring.go builds the same with tasks.NewCloudTasks as the
+// scheduler and idtoken.NewValidator as the validator.
 func ExampleRequireOIDC() {
-	ctx := context.Background()
-	store := memstore.New() // the Firestore store
-	cfg := tasks.CloudTasksConfig{
-		Queue:          "projects/demo-paymeter/locations/europe-west2/queues/free-grants", // TASKS_QUEUE
-		GrantURL:       "https://taskgrant-abc123-nw.a.run.app",                            // TASKS_GRANT_URL
-		ServiceAccount: "paymeter-tasks@demo-paymeter.iam.gserviceaccount.com",             // TASKS_SERVICE_ACCOUNT
-		Audience:       "https://taskgrant-abc123-nw.a.run.app",                            // TASKS_AUDIENCE
+	const (
+		audience = "https://taskgrant-abc123-nw.a.run.app"                // TASKS_AUDIENCE
+		account  = "paymeter-tasks@demo-paymeter.iam.gserviceaccount.com" // TASKS_SERVICE_ACCOUNT
+	)
+	// Stands in for Google's validator: the email each token was issued to.
+	validator := googleTokens{"cloud-tasks-token": account, "user-token": "ada@example.com"}
+	grant := tasks.NewGrantHandler(mock.NewStore(), &mock.Scheduler{}, clock.Real{}, billing.DefaultCatalog().Free(), nil)
+	h := tasks.RequireOIDC(audience, account, validator, nil)(grant)
+
+	for _, token := range []string{"", "user-token", "cloud-tasks-token"} {
+		r := httptest.NewRequest("POST", "/api/tasks/grant", strings.NewReader(`{"uid":"ada","period":1}`))
+		if token != "" {
+			r.Header.Set("Authorization", "Bearer "+token)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		fmt.Printf("%q: %d\n", token, w.Code)
 	}
-	sched, err := tasks.NewCloudTasks(ctx, cfg) // default credentials
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	validator, err := idtoken.NewValidator(ctx)
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	grant := tasks.NewGrantHandler(store, sched, wallClock{}, billing.DefaultCatalog().Free(), nil)
-	_ = tasks.RequireOIDC(cfg.Audience, cfg.ServiceAccount, validator, nil)(grant) // functions.HTTP("TaskGrant", ....ServeHTTP)
+	// Output:
+	// "": 401
+	// "user-token": 401
+	// "cloud-tasks-token": 200
 }
 
-// wallClock is the production billing.Clock.
-type wallClock struct{}
+// googleTokens is a tasks.TokenValidator for the example: each token is a
+// valid Google-signed ID token for the email it maps to.
+type googleTokens map[string]string
 
-func (wallClock) Now() time.Time { return time.Now() }
+func (g googleTokens) Validate(_ context.Context, token, audience string) (*idtoken.Payload, error) {
+	email, ok := g[token]
+	if !ok {
+		return nil, errors.New("idtoken: invalid token")
+	}
+	return &idtoken.Payload{Issuer: "https://accounts.google.com", Audience: audience, Expires: time.Now().Add(time.Hour).Unix(),
+		Claims: map[string]any{"email": email, "email_verified": true}}, nil
+}

@@ -2,10 +2,8 @@ package tasks
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"time"
@@ -97,22 +95,23 @@ func (h *GrantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var t billing.GrantTask
-	if err := decodeStrict(w, r, &t); err != nil {
-		httpjson.Error(w, http.StatusBadRequest, billing.CodeBadRequest, err.Error())
+	r.Body = http.MaxBytesReader(w, r.Body, maxTaskBody)
+	if err := httpjson.Decode(r, &t); err != nil {
+		httpjson.Fail(w, r, h.log, err)
 		return
 	}
 	if t.UID == "" || t.Period < 0 {
-		httpjson.Error(w, http.StatusBadRequest, billing.CodeBadRequest, `a grant task needs a "uid" and a "period" of 0 or more`)
+		httpjson.Fail(w, r, h.log, billing.Errorf(billing.CodeBadRequest, `a grant task needs a "uid" and a "period" of 0 or more`))
 		return
 	}
 	if err := h.Grant(r.Context(), t); err != nil {
 		if errors.Is(err, errNotDue) {
 			h.log.Info("grant task arrived early; retry", "uid", t.UID, "period", t.Period)
-			httpjson.Error(w, http.StatusServiceUnavailable, billing.CodeUnavailable, errNotDue.Message)
+			httpjson.Fail(w, r, nil, errNotDue)
 			return
 		}
 		h.log.Error("grant task failed; Cloud Tasks retries it", "uid", t.UID, "period", t.Period, "err", err)
-		httpjson.Error(w, http.StatusInternalServerError, billing.CodeInternal, "internal error")
+		httpjson.Fail(w, r, nil, err)
 		return
 	}
 	httpjson.Write(w, http.StatusOK, map[string]bool{"ok": true})
@@ -194,7 +193,7 @@ func (h *ReconcileHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	n, err := h.Reconcile(r.Context())
 	if err != nil {
 		h.log.Error("reconcile incomplete", "scheduled", n, "err", err)
-		httpjson.Error(w, http.StatusInternalServerError, billing.CodeInternal, "internal error")
+		httpjson.Fail(w, r, nil, err)
 		return
 	}
 	h.log.Info("reconcile done", "scheduled", n)
@@ -206,20 +205,6 @@ func allowPost(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	w.Header().Set("Allow", http.MethodPost)
-	httpjson.Error(w, http.StatusMethodNotAllowed, billing.CodeMethodNotAllowed, "use POST")
+	httpjson.Fail(w, r, nil, billing.Errorf(billing.CodeMethodNotAllowed, "use POST"))
 	return false
-}
-
-// decodeStrict decodes one JSON object with no unknown fields and nothing
-// after it. Its errors are safe to show the caller.
-func decodeStrict(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxTaskBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("malformed task body: %w", err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return errors.New("malformed task body: data after the JSON object")
-	}
-	return nil
 }

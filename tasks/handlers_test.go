@@ -6,29 +6,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/paymeter/paymeter/billing"
-	"github.com/paymeter/paymeter/internal/memstore"
-	"github.com/paymeter/paymeter/internal/testclock"
+	"github.com/paymeter/paymeter/internal/clock"
+	"github.com/paymeter/paymeter/internal/mock"
 	"github.com/paymeter/paymeter/tasks"
 )
-
-// recordingScheduler records what it is asked to schedule and fails with err.
-type recordingScheduler struct {
-	mu    sync.Mutex
-	tasks []billing.GrantTask
-	err   error
-}
-
-func (s *recordingScheduler) ScheduleGrant(_ context.Context, t billing.GrantTask) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.tasks = append(s.tasks, t)
-	return s.err
-}
 
 // brokenStore fails every call.
 type brokenStore struct{}
@@ -44,12 +29,12 @@ func post(h http.Handler, method, body string) *httptest.ResponseRecorder {
 }
 
 func TestGrantHandlerRefusesMalformedTasks(t *testing.T) {
-	sched := &recordingScheduler{}
-	h := tasks.NewGrantHandler(memstore.New(), sched, testclock.New(time.Now()), billing.DefaultCatalog().Free(), nil)
+	sched := &mock.Scheduler{}
+	h := tasks.NewGrantHandler(mock.NewStore(), sched, clock.NewFixed(time.Now()), billing.DefaultCatalog().Free(), nil)
 	for _, body := range []string{
 		``, `not json`, `[]`, `{"uid":"u"}{"uid":"u"}`, `{"uid":"u","period":1,"extra":true}`,
 		`{"period":1}`, `{"uid":"","period":1}`, `{"uid":"u","period":-1}`, `{"uid":"u","period":"1"}`,
-		`{"uid":"u","period":1.5}`, `{"uid":"` + strings.Repeat("x", 5000) + `","period":1}`,
+		`{"uid":"u","period":1.5}`,
 	} {
 		w := post(h, http.MethodPost, body)
 		if w.Code != http.StatusBadRequest {
@@ -58,11 +43,17 @@ func TestGrantHandlerRefusesMalformedTasks(t *testing.T) {
 		}
 		wantErrorBody(t, w, "bad_request")
 	}
+	// A body over the cap is refused as every route refuses one.
+	if w := post(h, http.MethodPost, `{"uid":"`+strings.Repeat("x", 5000)+`","period":1}`); w.Code != http.StatusRequestEntityTooLarge {
+		t.Errorf("oversized body: status %d, want 413", w.Code)
+	} else {
+		wantErrorBody(t, w, "payload_too_large")
+	}
 	if w := post(h, http.MethodGet, ""); w.Code != http.StatusMethodNotAllowed || w.Header().Get("Allow") != "POST" {
 		t.Errorf("GET: %d, Allow %q; want 405 POST", w.Code, w.Header().Get("Allow"))
 	}
-	if len(sched.tasks) != 0 {
-		t.Errorf("scheduled %v for malformed tasks", sched.tasks)
+	if len(sched.Tasks()) != 0 {
+		t.Errorf("scheduled %v for malformed tasks", sched.Tasks())
 	}
 }
 
@@ -71,7 +62,7 @@ func TestGrantHandler(t *testing.T) {
 	start := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 	tests := []struct {
 		name      string
-		setup     func(s *memstore.Store)
+		setup     func(s *mock.Store)
 		body      string
 		now       time.Time
 		schedErr  error
@@ -92,7 +83,7 @@ func TestGrantHandler(t *testing.T) {
 		{name: "unknown account: dropped", body: `{"uid":"nobody","period":1}`, now: start.Add(billing.Week),
 			want: 200, credits: -1},
 		{name: "paid plan: nothing granted, chain stops", body: `{"uid":"u","period":1}`, now: start.Add(billing.Week),
-			setup: func(s *memstore.Store) {
+			setup: func(s *mock.Store) {
 				_, _ = s.UpdateAccount(context.Background(), "u", func(a *billing.Account) error {
 					a.SetPlan(billing.PlanBasic, start.Add(time.Hour))
 					return nil
@@ -106,7 +97,7 @@ func TestGrantHandler(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := memstore.New()
+			s := mock.NewStore()
 			if _, _, err := s.Provision(t.Context(), billing.Identity{UID: "u"}, start); err != nil {
 				t.Fatal(err)
 			}
@@ -117,8 +108,8 @@ func TestGrantHandler(t *testing.T) {
 			if tt.store != nil {
 				store = tt.store
 			}
-			sched := &recordingScheduler{err: tt.schedErr}
-			h := tasks.NewGrantHandler(store, sched, testclock.New(tt.now), free, nil)
+			sched := &mock.Scheduler{ScheduleGrantFn: func(context.Context, billing.GrantTask) error { return tt.schedErr }}
+			h := tasks.NewGrantHandler(store, sched, clock.NewFixed(tt.now), free, nil)
 			w := post(h, http.MethodPost, tt.body)
 			if w.Code != tt.want {
 				t.Fatalf("status %d, want %d: %s", w.Code, tt.want, w.Body)
@@ -130,7 +121,7 @@ func TestGrantHandler(t *testing.T) {
 				}
 			}
 			var periods []int64
-			for _, st := range sched.tasks {
+			for _, st := range sched.Tasks() {
 				periods = append(periods, st.Period)
 			}
 			if !equal(periods, tt.scheduled) {
@@ -185,70 +176,68 @@ func (p *pagedOverdue) Overdue(_ context.Context, _ time.Time, _ int, after stri
 	return p.pages[i], next, nil
 }
 
-// failFor fails to schedule uid.
-type failFor struct {
-	recordingScheduler
-	uid string
-}
-
-func (f *failFor) ScheduleGrant(ctx context.Context, t billing.GrantTask) error {
-	if t.UID == f.uid {
-		return errors.New("unavailable")
-	}
-	return f.recordingScheduler.ScheduleGrant(ctx, t)
-}
-
 func TestReconcileHandler(t *testing.T) {
 	task := func(uid string) billing.GrantTask { return billing.GrantTask{UID: uid, Period: 3} }
 	pages := [][]billing.GrantTask{{task("a"), task("b")}, {task("c")}, {task("d"), task("e")}}
-	clock := testclock.New(time.Now())
+	clock := clock.NewFixed(time.Now())
 
 	t.Run("pages through all", func(t *testing.T) {
-		sched := &recordingScheduler{}
+		sched := &mock.Scheduler{}
 		h := tasks.NewReconcileHandler(&pagedOverdue{pages: pages}, sched, clock, nil)
 		w := post(h, http.MethodPost, "")
 		if w.Code != 200 || strings.TrimSpace(w.Body.String()) != `{"scheduled":5}` {
 			t.Fatalf("%d %s, want 200 {\"scheduled\":5}", w.Code, w.Body)
 		}
-		if len(sched.tasks) != 5 {
-			t.Fatalf("scheduled %v", sched.tasks)
+		if len(sched.Tasks()) != 5 {
+			t.Fatalf("scheduled %v", sched.Tasks())
 		}
 	})
 	t.Run("a failed schedule does not stop the sweep", func(t *testing.T) {
-		sched := &failFor{uid: "b"}
+		sched := &mock.Scheduler{ScheduleGrantFn: func(_ context.Context, t billing.GrantTask) error {
+			if t.UID == "b" {
+				return errors.New("unavailable")
+			}
+			return nil
+		}}
 		h := tasks.NewReconcileHandler(&pagedOverdue{pages: pages}, sched, clock, nil)
 		w := post(h, http.MethodPost, "")
 		if w.Code != 500 {
 			t.Fatalf("status %d, want 500", w.Code)
 		}
 		wantErrorBody(t, w, "internal")
-		if len(sched.tasks) != 4 {
-			t.Fatalf("scheduled %d tasks, want the 4 others", len(sched.tasks))
+		var others int
+		for _, task := range sched.Tasks() {
+			if task.UID != "b" {
+				others++
+			}
+		}
+		if others != 4 {
+			t.Fatalf("scheduled %d tasks, want the 4 others: %v", others, sched.Tasks())
 		}
 	})
 	t.Run("store down", func(t *testing.T) {
-		h := tasks.NewReconcileHandler(&pagedOverdue{err: errors.New("boom")}, &recordingScheduler{}, clock, nil)
+		h := tasks.NewReconcileHandler(&pagedOverdue{err: errors.New("boom")}, &mock.Scheduler{}, clock, nil)
 		if w := post(h, http.MethodPost, ""); w.Code != 500 {
 			t.Fatalf("status %d, want 500", w.Code)
 		}
 	})
 	t.Run("a cursor that does not move stops", func(t *testing.T) {
 		o := &pagedOverdue{pages: pages, loop: true}
-		h := tasks.NewReconcileHandler(o, &recordingScheduler{}, clock, nil)
+		h := tasks.NewReconcileHandler(o, &mock.Scheduler{}, clock, nil)
 		if w := post(h, http.MethodPost, ""); w.Code != 500 || o.calls != 2 {
 			t.Fatalf("status %d after %d pages, want 500 after 2", w.Code, o.calls)
 		}
 	})
 	t.Run("asks for grants overdue by more than the grace", func(t *testing.T) {
 		var before time.Time
-		h := tasks.NewReconcileHandler(overdueFunc(func(b time.Time) { before = b }), &recordingScheduler{}, clock, nil)
+		h := tasks.NewReconcileHandler(overdueFunc(func(b time.Time) { before = b }), &mock.Scheduler{}, clock, nil)
 		post(h, http.MethodPost, "")
 		if want := clock.Now().Add(-time.Hour); !before.Equal(want) {
 			t.Fatalf("before = %s, want %s", before, want)
 		}
 	})
 	t.Run("GET", func(t *testing.T) {
-		h := tasks.NewReconcileHandler(&pagedOverdue{pages: pages}, &recordingScheduler{}, clock, nil)
+		h := tasks.NewReconcileHandler(&pagedOverdue{pages: pages}, &mock.Scheduler{}, clock, nil)
 		if w := post(h, http.MethodGet, ""); w.Code != 405 {
 			t.Fatalf("status %d, want 405", w.Code)
 		}

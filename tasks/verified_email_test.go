@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/paymeter/paymeter/billing"
-	"github.com/paymeter/paymeter/internal/memstore"
-	"github.com/paymeter/paymeter/internal/testclock"
+	"github.com/paymeter/paymeter/internal/clock"
+	"github.com/paymeter/paymeter/internal/mock"
 	"github.com/paymeter/paymeter/tasks"
 )
 
@@ -18,13 +18,13 @@ import (
 func TestGrantTaskGivesNothingToAnUnverifiedAccount(t *testing.T) {
 	free := billing.DefaultCatalog().Free()
 	start := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-	s := memstore.New()
+	s := mock.NewStore()
 	s.RequireVerifiedEmail(true)
 	if _, _, err := s.Provision(t.Context(), billing.Identity{UID: "u", Email: "u@example.com"}, start); err != nil {
 		t.Fatal(err)
 	}
-	clock := testclock.New(start)
-	sched := &recordingScheduler{}
+	clock := clock.NewFixed(start)
+	sched := &mock.Scheduler{}
 	h := tasks.NewGrantHandler(s, sched, clock, free, nil)
 	for _, period := range []int64{0, 1, 2} {
 		clock.Set(start.Add(time.Duration(period) * billing.Week))
@@ -33,8 +33,8 @@ func TestGrantTaskGivesNothingToAnUnverifiedAccount(t *testing.T) {
 		}
 	}
 	a, _ := s.Account(t.Context(), "u")
-	if a.Balance(clock.Now()) != 0 || len(sched.tasks) != 0 {
-		t.Fatalf("unverified account: %d credits, scheduled %+v; want none", a.Balance(clock.Now()), sched.tasks)
+	if a.Balance(clock.Now()) != 0 || len(sched.Tasks()) != 0 {
+		t.Fatalf("unverified account: %d credits, scheduled %+v; want none", a.Balance(clock.Now()), sched.Tasks())
 	}
 
 	verifiedAt := clock.Now()
@@ -46,7 +46,7 @@ func TestGrantTaskGivesNothingToAnUnverifiedAccount(t *testing.T) {
 		t.Fatalf("after verification: status %d: %s", w.Code, w.Body)
 	}
 	a, _ = s.Account(t.Context(), "u")
-	if a.Balance(clock.Now()) != 50 || len(sched.tasks) != 1 || sched.tasks[0].Period != 2 {
-		t.Fatalf("after verification: %d credits, scheduled %+v; want 50 and period 2", a.Balance(clock.Now()), sched.tasks)
+	if a.Balance(clock.Now()) != 50 || len(sched.Tasks()) != 1 || sched.Tasks()[0].Period != 2 {
+		t.Fatalf("after verification: %d credits, scheduled %+v; want 50 and period 2", a.Balance(clock.Now()), sched.Tasks())
 	}
 }

@@ -3,8 +3,8 @@
 # the order a first deploy runs them:
 #
 #   terraform/deploy.sh init            terraform init (downloads the real providers)
-#   terraform/deploy.sh secrets         enable the APIs, create the two empty Stripe secrets,
-#                                       print the webhook URL to register in Stripe
+#   terraform/deploy.sh secrets         enable the APIs, create the two empty Stripe secrets and
+#                                       the build account with its roles, print the webhook URL
 #   terraform/deploy.sh stripe-key      add the Stripe secret key (STRIPE_SECRET_KEY or a prompt)
 #   terraform/deploy.sh stripe-webhook  create the Stripe webhook endpoint, store its signing secret
 #   terraform/deploy.sh stripe-webhook-secret
@@ -103,7 +103,9 @@ init)
   ;;
 secrets)
   "$tf_dir/build-source.sh" >/dev/null
-  tf apply -target=google_secret_manager_secret.stripe "$@"
+  # The build account and its roles too, now: IAM takes minutes to
+  # propagate, and the first build (deploy.sh apply) must not outrun it.
+  tf apply -target=google_secret_manager_secret.stripe -target=google_project_iam_member.build "$@"
   say "Stripe webhook URL: $(tf_eval 'local.function_url["webhook"]')"
   say "next: deploy.sh stripe-key, then deploy.sh stripe-webhook"
   ;;

@@ -10,6 +10,8 @@ locals {
     "${var.project_id}.web.app",
     "${local.hosting_site_id}.firebaseapp.com",
     "${local.hosting_site_id}.web.app",
+    # The site users open (a custom domain once public_url names one).
+    regex("^https?://([^/:]+)", local.public_url)[0],
   ], var.extra_authorized_domains))
 }
 

@@ -17,11 +17,11 @@ resource "google_cloud_scheduler_job" "reconcile" {
 
   http_target {
     http_method = "POST"
-    uri         = local.function_url["task-reconcile"]
+    uri         = local.run_url["task-reconcile"]
 
     oidc_token {
       service_account_email = google_service_account.tasks.email
-      audience              = local.function_url["task-reconcile"]
+      audience              = local.run_url["task-reconcile"]
     }
   }
 

@@ -104,12 +104,7 @@ for name in $settings; do
     { step "FAIL: config/config.go reads $name, which terraform/functions.tf does not set"; exit 1; }
 done
 
-if [ -f "$root/firestore.rules" ]; then
-  export TF_VAR_firestore_rules_file="$root/firestore.rules"
-else
-  export TF_VAR_firestore_rules_file="$tf_dir/tests/fixtures/firestore.rules"
-  step "no firestore.rules at the repository root yet; tests use tests/fixtures/firestore.rules"
-fi
+export TF_VAR_firestore_rules_file="$root/firestore.rules"
 
 cd "$tf_dir"
 run "terraform fmt -check -recursive (run terraform fmt -recursive terraform/)" terraform fmt -check -recursive -no-color

@@ -22,7 +22,7 @@ variable "firestore_location" {
 
 variable "go_runtime" {
   type        = string
-  description = "Cloud Functions Go runtime. go.mod says go 1.26, so go126 is the oldest that builds it."
+  description = "Cloud Functions Go runtime. go.mod says go 1.26.0, so go126 builds it with its own toolchain, whatever its patch release."
   default     = "go126"
 
   validation {
@@ -183,6 +183,17 @@ variable "key_cache_ttl" {
   default     = "10s"
 }
 
+variable "artifact_keep_count" {
+  type        = number
+  description = "Images kept per function in the gcf-artifacts repository (the newest ones); older images are deleted after 30 days."
+  default     = 5
+
+  validation {
+    condition     = var.artifact_keep_count >= 1 && floor(var.artifact_keep_count) == var.artifact_keep_count
+    error_message = "artifact_keep_count must be a whole number, 1 or more."
+  }
+}
+
 variable "mail_from" {
   type        = string
   description = "Sender of the notices' emails (MAIL_FROM), e.g. \"Paymeter <billing@example.com>\"."
@@ -191,13 +202,13 @@ variable "mail_from" {
 
 variable "smtp_enabled" {
   type        = bool
-  description = "Send the notices' emails: mounts the smtp-url secret as SMTP_URL (add its version first, see README.md)."
+  description = "Send the notices' emails: TaskNotify mounts the smtp-url secret as SMTP_URL (add its version first, see README.md)."
   default     = false
 }
 
 variable "operator_webhook_url" {
   type        = string
-  description = "The operator's webhook for signed notice events (OPERATOR_WEBHOOK_URL); empty: none. Mounts the operator-webhook-secret secret (add its version first)."
+  description = "The operator's webhook for signed notice events (OPERATOR_WEBHOOK_URL); empty: none. TaskNotify mounts the operator-webhook-secret secret (add its version first)."
   default     = ""
 
   validation {

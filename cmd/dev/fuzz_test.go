@@ -15,7 +15,8 @@ import (
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/devstripe"
 	"github.com/paymeter/paymeter/functions"
-	"github.com/paymeter/paymeter/tasks"
+	"github.com/paymeter/paymeter/internal/clock"
+	"github.com/paymeter/paymeter/internal/devtasks"
 )
 
 // FuzzClockAdvance: POST /dev/clock/advance with any body and Content-Type
@@ -30,8 +31,8 @@ func FuzzClockAdvance(f *testing.F) {
 		f.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	d := &devServer{cfg: cfg, catalog: billing.DefaultCatalog(), log: log, mux: http.NewServeMux(), clock: tasks.NewDevClock()}
-	d.local = tasks.NewLocal(d.clock, func(context.Context, billing.GrantTask) error { return nil }, log)
+	d := &devServer{cfg: cfg, catalog: billing.DefaultCatalog(), log: log, mux: http.NewServeMux(), clock: clock.NewDev()}
+	d.local = devtasks.New(d.clock, func(context.Context, billing.GrantTask) error { return nil }, log)
 	stand := devstripe.New(devstripe.Config{PublicURL: "http://localhost:8000", WebhookSecret: "whsec_fuzz",
 		Webhook: http.NotFoundHandler(), Catalog: d.catalog, Clock: d.clock})
 	f.Cleanup(stand.Close)

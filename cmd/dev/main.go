@@ -23,6 +23,9 @@ import (
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/functions"
+	"github.com/paymeter/paymeter/internal/clock"
+	"github.com/paymeter/paymeter/internal/devtasks"
+	"github.com/paymeter/paymeter/internal/httpjson"
 	"github.com/paymeter/paymeter/tasks"
 )
 
@@ -120,8 +123,8 @@ type devServer struct {
 	catalog billing.Catalog
 	log     *slog.Logger
 	mux     *http.ServeMux
-	clock   *tasks.DevClock
-	local   *tasks.Local
+	clock   *clock.Dev
+	local   *devtasks.Queue
 	pay     devPayments
 	srv     *functions.Server
 }
@@ -140,15 +143,15 @@ type devPayments interface {
 
 func newDevServer(ctx context.Context, core *functions.Core, webDir string) (*devServer, error) {
 	cfg := core.Config
-	d := &devServer{cfg: cfg, catalog: core.Catalog, log: core.Log, mux: http.NewServeMux(), clock: tasks.NewDevClock()}
+	d := &devServer{cfg: cfg, catalog: core.Catalog, log: core.Log, mux: http.NewServeMux(), clock: clock.NewDev()}
 	var grant http.Handler // set below; the scheduler delivers to it
-	d.local = tasks.NewLocal(d.clock, func(ctx context.Context, t billing.GrantTask) error {
-		return tasks.DeliverHTTP(grant, cfg.TasksSecret)(ctx, t)
+	d.local = devtasks.New(d.clock, func(ctx context.Context, t billing.GrantTask) error {
+		return devtasks.DeliverHTTP(grant, cfg.TasksSecret)(ctx, t)
 	}, core.Log)
 
 	var notice http.Handler // set below, like grant
 	d.local.DeliverNoticesWith(func(ctx context.Context, t billing.NoticeTask) error {
-		return tasks.DeliverNoticeHTTP(notice, cfg.TasksSecret)(ctx, t)
+		return devtasks.DeliverNoticeHTTP(notice, cfg.TasksSecret)(ctx, t)
 	})
 	core.UseNotices(d.local)
 
@@ -187,12 +190,12 @@ func (d *devServer) advance(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		Seconds int64 `json:"seconds"`
 	}
-	if err := functions.Decode(r, &in); err != nil {
-		d.srv.WriteError(w, r, err)
+	if err := httpjson.Decode(r, &in); err != nil {
+		d.srv.Fail(w, r, err)
 		return
 	}
 	if in.Seconds < 0 || in.Seconds > 10*366*24*3600 {
-		d.srv.WriteError(w, r, billing.Errorf(billing.CodeBadRequest, `send {"seconds": N} with N from 0 to ten years`))
+		d.srv.Fail(w, r, billing.Errorf(billing.CodeBadRequest, `send {"seconds": N} with N from 0 to ten years`))
 		return
 	}
 	target := d.clock.Now().Add(time.Duration(in.Seconds) * time.Second)
@@ -203,15 +206,15 @@ func (d *devServer) advance(w http.ResponseWriter, r *http.Request) {
 		n, err := d.local.Advance(r.Context(), step)
 		ran += n
 		if err != nil {
-			d.srv.WriteError(w, r, err)
+			d.srv.Fail(w, r, err)
 			return
 		}
 		if err := d.pay.AdvanceTo(r.Context(), d.clock.Now()); err != nil {
-			d.srv.WriteError(w, r, err)
+			d.srv.Fail(w, r, err)
 			return
 		}
 	}
-	functions.WriteJSON(w, http.StatusOK, map[string]any{"now": d.clock.Now().UTC(), "tasksRun": ran, "tasksPending": d.local.Len()})
+	httpjson.Write(w, http.StatusOK, map[string]any{"now": d.clock.Now().UTC(), "tasksRun": ran, "tasksPending": d.local.Len()})
 }
 
 func (d *devServer) banner() string {

@@ -15,7 +15,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
-	"github.com/paymeter/paymeter/functions"
+	"github.com/paymeter/paymeter/internal/httpjson"
 )
 
 // firestoreStats counts this process's Firestore RPCs by method, the
@@ -49,7 +49,7 @@ func (s *firestoreStats) serve(w http.ResponseWriter, _ *http.Request) {
 	for k, v := range s.rpcs {
 		rpcs[k] = v
 	}
-	functions.WriteJSON(w, http.StatusOK, map[string]any{"firestore": map[string]any{
+	httpjson.Write(w, http.StatusOK, map[string]any{"firestore": map[string]any{
 		"rpcs": rpcs, "commits": rpcs["Commit"], "documentsRead": s.reads, "writes": s.writes}})
 }
 

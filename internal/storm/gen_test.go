@@ -15,7 +15,7 @@ import (
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/devstripe"
 
-	"github.com/paymeter/paymeter/internal/testclock"
+	"github.com/paymeter/paymeter/internal/clock"
 )
 
 // generator runs random lifecycles on the stand-in, through its Go API and
@@ -25,7 +25,7 @@ type generator struct {
 	t        *testing.T
 	stand    *devstripe.Stripe
 	routes   http.Handler
-	clock    *testclock.Clock
+	clock    *clock.Fixed
 	rng      *mrand.Rand
 	accounts map[string]*acct
 	actions  map[string]int

@@ -19,7 +19,8 @@ import (
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/functions"
-	"github.com/paymeter/paymeter/internal/testclock"
+	"github.com/paymeter/paymeter/internal/clock"
+	"github.com/paymeter/paymeter/internal/mock"
 )
 
 // The server under test runs in a child process: this test binary started
@@ -53,10 +54,6 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-type dropTasks struct{}
-
-func (dropTasks) ScheduleGrant(context.Context, billing.GrantTask) error { return nil }
-
 func serve() error {
 	cfg, err := config.Load(os.Getenv)
 	if err != nil {
@@ -78,7 +75,7 @@ func serve() error {
 		return err
 	}
 	pay := &rpcPayments{base: os.Getenv(envStripe), client: &http.Client{Timeout: 10 * time.Second}}
-	srv := core.Server(testclock.New(now), dropTasks{}, pay, cfg.StripeWebhookSecret)
+	srv := core.Server(clock.NewFixed(now), &mock.Scheduler{}, pay, cfg.StripeWebhookSecret)
 	mux := http.NewServeMux()
 	srv.Mount(mux, srv.Functions())
 	hs := &http.Server{Addr: "127.0.0.1:" + cfg.Port, Handler: mux, ReadHeaderTimeout: 10 * time.Second}

@@ -32,8 +32,9 @@ import (
 	"github.com/paymeter/paymeter/config"
 	"github.com/paymeter/paymeter/devstripe"
 	"github.com/paymeter/paymeter/functions"
+	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/internal/emulator"
-	"github.com/paymeter/paymeter/internal/testclock"
+	"github.com/paymeter/paymeter/internal/mock"
 	"github.com/paymeter/paymeter/payments"
 	"github.com/paymeter/paymeter/store"
 )
@@ -122,7 +123,7 @@ func TestWebhookStorm(t *testing.T) {
 		}
 		w.WriteHeader(status)
 	})
-	standClock := testclock.New(tStart)
+	standClock := clock.NewFixed(tStart)
 	var standLog lockedBuffer
 	stand := devstripe.New(devstripe.Config{PublicURL: "http://storm.test", WebhookSecret: whsec, Webhook: forward,
 		Catalog: cat, Clock: standClock, Wait: time.Millisecond,
@@ -546,7 +547,7 @@ func referenceServer(t *testing.T, st *store.Store, pay billing.Payments, now ti
 		t.Fatal(err)
 	}
 	srv := &functions.Server{Config: cfg, Catalog: billing.DefaultCatalog(), Accounts: st, History: st, Keys: st, Meter: st,
-		Events: st, Scheduler: dropTasks{}, Payments: pay, Webhooks: payments.NewWebhook(whsec), Clock: testclock.New(now),
+		Events: st, Scheduler: &mock.Scheduler{}, Payments: pay, Webhooks: payments.NewWebhook(whsec), Clock: clock.NewFixed(now),
 		Random: rand.Reader, Log: slog.New(slog.DiscardHandler)}
 	r := &refServer{t: t, mux: http.NewServeMux()}
 	for _, f := range srv.Functions() {

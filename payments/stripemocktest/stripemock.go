@@ -28,17 +28,28 @@ func Start(t testing.TB) string {
 		cancel()
 		emulator.Unavailable(t, "stripe-mock", err)
 	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
 		cancel()
-		_ = cmd.Wait()
+		<-exited
 	})
 	origin := "http://" + addr
-	deadline := time.Now().Add(20 * time.Second)
+	// stripe-mock parses Stripe's whole API description before it listens:
+	// seconds on an idle machine, much longer on a loaded one. Wait while
+	// it runs, and stop at once if it exits.
+	deadline := time.Now().Add(90 * time.Second)
 	for {
 		resp, err := http.Get(origin + "/v1/customers")
 		if err == nil {
 			resp.Body.Close()
 			return origin
+		}
+		select {
+		case werr := <-exited:
+			exited <- werr
+			emulator.Unavailable(t, "stripe-mock", fmt.Errorf("exited before answering on %s: %v", addr, werr))
+		default:
 		}
 		if time.Now().After(deadline) {
 			emulator.Unavailable(t, "stripe-mock", fmt.Errorf("no answer on %s: %w", addr, err))

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/paymeter/paymeter/billing"
+	"github.com/paymeter/paymeter/internal/clock"
+	"github.com/paymeter/paymeter/internal/devtasks"
 	"github.com/paymeter/paymeter/tasks"
 )
 
@@ -38,13 +40,13 @@ var Start = time.Date(2026, 1, 5, 12, 0, 0, 0, time.UTC)
 const secret = "taskstest-secret"
 
 // RunChain runs every chain scenario as a subtest, each on a fresh store
-// from newStore and its own dev clock and Local scheduler.
+// from newStore and its own dev clock and devtasks.Queue.
 func RunChain(t *testing.T, newStore func(t *testing.T) Store) {
 	t.Run("SixtyWeeks", func(t *testing.T) {
 		sixtyWeeks(t, newEnv(t, newStore(t), nil))
 	})
 	t.Run("SixtyWeeksDeliveredTwice", func(t *testing.T) {
-		twice := func(d tasks.Deliver) tasks.Deliver {
+		twice := func(d devtasks.Deliver) devtasks.Deliver {
 			return func(ctx context.Context, task billing.GrantTask) error {
 				return errors.Join(d(ctx, task), d(ctx, task))
 			}
@@ -56,7 +58,7 @@ func RunChain(t *testing.T, newStore func(t *testing.T) Store) {
 		// fifth is applied but its answer is lost; every fourth store update
 		// and every seventh schedule call fails, so the handler answers 5xx.
 		var n atomic.Int64
-		flaky := func(d tasks.Deliver) tasks.Deliver {
+		flaky := func(d devtasks.Deliver) devtasks.Deliver {
 			return func(ctx context.Context, task billing.GrantTask) error {
 				switch i := n.Add(1); {
 				case i%3 == 0:
@@ -87,14 +89,14 @@ func RunChain(t *testing.T, newStore func(t *testing.T) Store) {
 	})
 }
 
-// env is one scenario's world: a store, a dev clock, a Local scheduler
+// env is one scenario's world: a store, a dev clock, a devtasks.Queue
 // delivering to the grant handler behind RequireSecret, and the sweep.
 type env struct {
 	t         *testing.T
 	ctx       context.Context
 	store     Store
-	clock     *tasks.DevClock
-	local     *tasks.Local
+	clock     *clock.Dev
+	local     *devtasks.Queue
 	sched     *switchScheduler
 	grant     *tasks.GrantHandler
 	reconcile *tasks.ReconcileHandler
@@ -102,19 +104,19 @@ type env struct {
 	prefix    string
 }
 
-func newEnv(t *testing.T, store Store, wrap func(tasks.Deliver) tasks.Deliver) *env {
+func newEnv(t *testing.T, store Store, wrap func(devtasks.Deliver) devtasks.Deliver) *env {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
-	clock := tasks.NewDevClockAt(Start)
+	clock := clock.NewDevAt(Start)
 	free := billing.DefaultCatalog().Free()
 	e := &env{t: t, ctx: t.Context(), store: store, clock: clock, free: free, prefix: uniquePrefix()}
 	e.sched = &switchScheduler{}
 	e.grant = tasks.NewGrantHandler(store, e.sched, clock, free, log)
-	deliver := tasks.DeliverHTTP(tasks.RequireSecret(secret)(e.grant), secret)
+	deliver := devtasks.DeliverHTTP(tasks.RequireSecret(secret)(e.grant), secret)
 	if wrap != nil {
 		deliver = wrap(deliver)
 	}
-	e.local = tasks.NewLocal(clock, deliver, log)
+	e.local = devtasks.New(clock, deliver, log)
 	e.sched.next = e.local
 	e.reconcile = tasks.NewReconcileHandler(store, e.local, clock, log)
 	return e
@@ -212,8 +214,8 @@ func (e *env) freeGrants(uid string) int {
 }
 
 // pendingFor lists the pending tasks of uid.
-func (e *env) pendingFor(uid string) []tasks.PendingTask {
-	var out []tasks.PendingTask
+func (e *env) pendingFor(uid string) []devtasks.PendingTask {
+	var out []devtasks.PendingTask
 	for _, p := range e.local.Pending() {
 		if p.Task.UID == uid {
 			out = append(out, p)

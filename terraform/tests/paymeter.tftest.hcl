@@ -9,6 +9,44 @@ mock_provider "google" {
       member = "serviceAccount:paymeter-test@paymeter-test.iam.gserviceaccount.com"
     }
   }
+
+  mock_data "google_project" {
+    defaults = {
+      number = "123456789012"
+    }
+  }
+
+  mock_data "google_secret_manager_secret_version" {
+    defaults = {
+      version = "3"
+    }
+  }
+}
+
+# Each runtime account with an address of its own, so that the checks below
+# can tell them apart.
+override_resource {
+  target = google_service_account.user
+  values = {
+    email  = "paymeter-user@paymeter-test.iam.gserviceaccount.com"
+    member = "serviceAccount:paymeter-user@paymeter-test.iam.gserviceaccount.com"
+  }
+}
+
+override_resource {
+  target = google_service_account.meter
+  values = {
+    email  = "paymeter-meter@paymeter-test.iam.gserviceaccount.com"
+    member = "serviceAccount:paymeter-meter@paymeter-test.iam.gserviceaccount.com"
+  }
+}
+
+override_resource {
+  target = google_service_account.functions
+  values = {
+    email  = "paymeter-functions@paymeter-test.iam.gserviceaccount.com"
+    member = "serviceAccount:paymeter-functions@paymeter-test.iam.gserviceaccount.com"
+  }
 }
 
 mock_provider "google-beta" {
@@ -85,14 +123,31 @@ run "defaults" {
     error_message = "Only the task caller service account may invoke the task handlers."
   }
 
-  # Secrets come from Secret Manager, never from plain environment.
+  # Secrets come from Secret Manager, never from plain environment, and only
+  # to the functions that call Stripe, pinned to a version number.
   assert {
-    condition = alltrue([for fn in google_cloudfunctions2_function.fn : (
-      toset([for s in fn.service_config[0].secret_environment_variables : s.key]) == toset(["STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"]) &&
-      alltrue([for s in fn.service_config[0].secret_environment_variables :
-      s.secret == google_secret_manager_secret.stripe[s.key].secret_id && s.version == "latest"])
-    )])
-    error_message = "Every function must mount STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET from their Secret Manager secrets."
+    condition = {
+      for name, fn in google_cloudfunctions2_function.fn : name => join(",", sort([for s in fn.service_config[0].secret_environment_variables : s.key]))
+      } == {
+      user           = ""
+      checkout       = "STRIPE_SECRET_KEY"
+      cancel         = "STRIPE_SECRET_KEY"
+      portal         = "STRIPE_SECRET_KEY"
+      webhook        = "STRIPE_SECRET_KEY,STRIPE_WEBHOOK_SECRET"
+      meter          = ""
+      task-grant     = ""
+      task-reconcile = ""
+      task-notify    = ""
+    }
+    error_message = "Only checkout, cancel and portal (the key) and webhook (key and signing secret) may mount Stripe secrets."
+  }
+
+  assert {
+    condition = alltrue(flatten([for fn in google_cloudfunctions2_function.fn : [
+      for s in fn.service_config[0].secret_environment_variables :
+      s.secret == google_secret_manager_secret.stripe[s.key].secret_id && s.version == "3"
+    ]]))
+    error_message = "Each mounted secret must be pinned to the number of its newest version (a new version rolls the functions), not latest."
   }
 
   assert {
@@ -118,31 +173,93 @@ run "defaults" {
     condition = (
       google_project_iam_member.functions_firestore.role == "roles/datastore.user" &&
       google_project_iam_member.functions_auth_viewer.role == "roles/firebaseauth.viewer" &&
-      google_cloud_tasks_queue_iam_member.functions_enqueue.role == "roles/cloudtasks.enqueuer" &&
-      google_service_account_iam_member.functions_act_as_tasks.role == "roles/iam.serviceAccountUser" &&
-      alltrue([for m in [google_project_iam_member.functions_firestore, google_project_iam_member.functions_auth_viewer,
-      google_cloud_tasks_queue_iam_member.functions_enqueue, google_service_account_iam_member.functions_act_as_tasks] : m.member == google_service_account.functions.member])
+      alltrue([for m in [google_project_iam_member.functions_firestore, google_project_iam_member.functions_auth_viewer] : m.member == google_service_account.functions.member]) &&
+      toset([for m in google_project_iam_member.user : "${m.role} ${m.member}"]) == toset([
+        "roles/datastore.user ${google_service_account.user.member}", "roles/firebaseauth.viewer ${google_service_account.user.member}",
+      ]) &&
+      google_project_iam_member.meter_firestore.role == "roles/datastore.user" &&
+      google_project_iam_member.meter_firestore.member == google_service_account.meter.member
     )
-    error_message = "The functions' account needs Firestore (datastore.user), Auth user lookups (firebaseauth.viewer), enqueue on the grant queue and actAs on the task caller."
+    error_message = "Firestore for every runtime account, Auth user lookups (firebaseauth.viewer) for the functions' and the user API's accounts, nothing more on the project."
+  }
+
+  # Only the functions' and the user API's accounts may enqueue grant tasks
+  # and name the task caller in them; the metered API cannot.
+  assert {
+    condition = (
+      toset([for m in google_cloud_tasks_queue_iam_member.functions_enqueue : "${m.role} ${m.member}"]) == toset([
+        "roles/cloudtasks.enqueuer ${google_service_account.functions.member}", "roles/cloudtasks.enqueuer ${google_service_account.user.member}",
+      ]) &&
+      toset([for m in google_service_account_iam_member.functions_act_as_tasks : "${m.role} ${m.member}"]) == toset([
+        "roles/iam.serviceAccountUser ${google_service_account.functions.member}", "roles/iam.serviceAccountUser ${google_service_account.user.member}",
+        "roles/iam.serviceAccountUser ${google_service_account.meter.member}",
+      ]) &&
+      toset([for m in google_cloud_tasks_queue_iam_member.enqueue_notices : "${m.role} ${m.member} ${m.name}"]) == toset([
+        for a in [google_service_account.functions.member, google_service_account.user.member, google_service_account.meter.member] :
+        "roles/cloudtasks.enqueuer ${a} ${google_cloud_tasks_queue.notices.name}"
+      ])
+    )
+    error_message = "Enqueue on the grant queue: the functions' and the user API's accounts only; on the notices queue and actAs on the task caller: those and the metered API's."
   }
 
   assert {
-    condition     = alltrue([for fn in google_cloudfunctions2_function.fn : fn.service_config[0].service_account_email == google_service_account.functions.email])
-    error_message = "Every function must run as the functions service account."
+    condition = alltrue([for env, binding in google_secret_manager_secret_iam_member.functions_read_stripe :
+    binding.member == google_service_account.functions.member && binding.role == "roles/secretmanager.secretAccessor"])
+    error_message = "Only the functions' account may read the Stripe secrets (not the user or meter accounts)."
+  }
+
+  assert {
+    condition = {
+      for name, fn in google_cloudfunctions2_function.fn : name => fn.service_config[0].service_account_email
+      } == {
+      user           = google_service_account.user.email
+      checkout       = google_service_account.functions.email
+      cancel         = google_service_account.functions.email
+      portal         = google_service_account.functions.email
+      webhook        = google_service_account.functions.email
+      meter          = google_service_account.meter.email
+      task-grant     = google_service_account.functions.email
+      task-reconcile = google_service_account.functions.email
+      task-notify    = google_service_account.functions.email
+    }
+    error_message = "user and meter must run as their own accounts, the others as the functions' account."
+  }
+
+  # Builds: the roles Google lists for a build service account, granted
+  # before any function is built.
+  assert {
+    condition = toset([for m in google_project_iam_member.build : m.role if m.member == google_service_account.build.member]) == toset([
+      "roles/artifactregistry.writer", "roles/logging.logWriter", "roles/storage.objectAdmin",
+    ])
+    error_message = "The build account needs Artifact Registry Writer, Logs Writer and Storage Object Admin."
+  }
+
+  assert {
+    condition = alltrue([for fn in google_cloudfunctions2_function.fn : fn.build_config[0].docker_repository == google_artifact_registry_repository.gcf_artifacts.id]) && (
+      google_artifact_registry_repository.gcf_artifacts.repository_id == "gcf-artifacts" &&
+      contains([for p in google_artifact_registry_repository.gcf_artifacts.cleanup_policies : p.action], "DELETE") &&
+      contains([for p in google_artifact_registry_repository.gcf_artifacts.cleanup_policies : p.action], "KEEP")
+    )
+    error_message = "The functions' images must go to gcf-artifacts, with a cleanup policy that keeps the newest and deletes the rest."
+  }
+
+  assert {
+    condition     = contains(google_identity_platform_config.auth.authorized_domains, "paymeter-test.web.app")
+    error_message = "The site users open (public_url's host) must be an authorized sign-in domain."
   }
 
   # Tasks: the grant chain is told where to send tasks and as whom.
   assert {
     condition = alltrue([for fn in google_cloudfunctions2_function.fn : (
-      fn.service_config[0].environment_variables["TASKS_GRANT_URL"] == "https://europe-west2-paymeter-test.cloudfunctions.net/task-grant" &&
+      fn.service_config[0].environment_variables["TASKS_GRANT_URL"] == "https://task-grant-123456789012.europe-west2.run.app" &&
       fn.service_config[0].environment_variables["TASKS_AUDIENCE"] == fn.service_config[0].environment_variables["TASKS_GRANT_URL"] &&
       fn.service_config[0].environment_variables["TASKS_SERVICE_ACCOUNT"] == google_service_account.tasks.email &&
-      fn.service_config[0].environment_variables["TASKS_RECONCILE_URL"] == "https://europe-west2-paymeter-test.cloudfunctions.net/task-reconcile" &&
+      fn.service_config[0].environment_variables["TASKS_RECONCILE_URL"] == "https://task-reconcile-123456789012.europe-west2.run.app" &&
       fn.service_config[0].environment_variables["TASKS_QUEUE"] == "projects/paymeter-test/locations/europe-west2/queues/paymeter-grants" &&
       fn.service_config[0].environment_variables["PUBLIC_URL"] == "https://paymeter-test.web.app" &&
       fn.service_config[0].environment_variables["GOOGLE_CLOUD_PROJECT"] == "paymeter-test"
     )])
-    error_message = "Every function must get TASKS_*, PUBLIC_URL and GOOGLE_CLOUD_PROJECT from the deployment (every init wires both task handlers)."
+    error_message = "Every function must get TASKS_* (the task handlers' deterministic run.app URLs, the audiences Cloud Run admits), PUBLIC_URL and GOOGLE_CLOUD_PROJECT from the deployment (every init wires both task handlers)."
   }
 
   # Every setting config/ reads in production is set; the dev-only ones are not.
@@ -169,7 +286,7 @@ run "defaults" {
   assert {
     condition = google_cloud_tasks_queue.notices.retry_config[0].max_retry_duration == "259200s" && alltrue([
       for fn in google_cloudfunctions2_function.fn :
-      fn.service_config[0].environment_variables["TASKS_NOTIFY_URL"] == "https://europe-west2-paymeter-test.cloudfunctions.net/task-notify" &&
+      fn.service_config[0].environment_variables["TASKS_NOTIFY_URL"] == "https://task-notify-123456789012.europe-west2.run.app" &&
       fn.service_config[0].environment_variables["TASKS_NOTIFY_QUEUE"] == "projects/paymeter-test/locations/europe-west2/queues/paymeter-notices"
     ])
     error_message = "Notices go to their own queue, retried for three days, delivered by task-notify."
@@ -184,7 +301,7 @@ run "defaults" {
 
   assert {
     condition = (
-      google_cloud_scheduler_job.reconcile.http_target[0].uri == "https://europe-west2-paymeter-test.cloudfunctions.net/task-reconcile" &&
+      google_cloud_scheduler_job.reconcile.http_target[0].uri == "https://task-reconcile-123456789012.europe-west2.run.app" &&
       google_cloud_scheduler_job.reconcile.http_target[0].oidc_token[0].service_account_email == google_service_account.tasks.email &&
       google_cloud_scheduler_job.reconcile.http_target[0].oidc_token[0].audience ==
       google_cloudfunctions2_function.fn["task-reconcile"].service_config[0].environment_variables["TASKS_RECONCILE_URL"]
@@ -336,11 +453,12 @@ run "notice_secrets_mount_when_used" {
   }
 
   assert {
-    condition = alltrue([for fn in google_cloudfunctions2_function.fn :
-      toset([for s in fn.service_config[0].secret_environment_variables : s.key]) == toset(["STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "SMTP_URL", "OPERATOR_WEBHOOK_SECRET"]) &&
+    condition = alltrue([for name, fn in google_cloudfunctions2_function.fn :
+      (name != "task-notify" || toset([for s in fn.service_config[0].secret_environment_variables : "${s.key}=${s.secret}@${s.version}"]) == toset(["SMTP_URL=smtp-url@3", "OPERATOR_WEBHOOK_SECRET=operator-webhook-secret@3"])) &&
+      (name == "task-notify" || alltrue([for s in fn.service_config[0].secret_environment_variables : startswith(s.key, "STRIPE_")])) &&
       fn.service_config[0].environment_variables["OPERATOR_WEBHOOK_URL"] == "https://ops.example.com/paymeter" &&
       fn.service_config[0].environment_variables["MAIL_FROM"] == "Paymeter <billing@example.com>"
     ])
-    error_message = "With smtp_enabled and an operator_webhook_url, every function mounts SMTP_URL and OPERATOR_WEBHOOK_SECRET and gets MAIL_FROM and OPERATOR_WEBHOOK_URL."
+    error_message = "With smtp_enabled and an operator_webhook_url, TaskNotify alone mounts SMTP_URL and OPERATOR_WEBHOOK_SECRET (by version number), and every function gets MAIL_FROM and OPERATOR_WEBHOOK_URL."
   }
 }

@@ -1,4 +1,4 @@
-// The client for the HTTP contract (shared/docs/api.md). Nothing else in the
+// The client for the HTTP contract (docs/api.md). Nothing else in the
 // app builds URLs or reads response bodies.
 import { ApiError, apiErrorFrom } from './errors.js'
 

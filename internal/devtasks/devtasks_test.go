@@ -1,4 +1,4 @@
-package tasks_test
+package devtasks_test
 
 import (
 	"context"
@@ -9,15 +9,17 @@ import (
 	"time"
 
 	"github.com/paymeter/paymeter/billing"
+	"github.com/paymeter/paymeter/internal/clock"
+	"github.com/paymeter/paymeter/internal/devtasks"
 	"github.com/paymeter/paymeter/tasks"
 )
 
 var t0 = time.Date(2026, 1, 5, 12, 0, 0, 0, time.UTC)
 
-// deliveries records what a Local delivered and the clock at each.
+// deliveries records what a Queue delivered and the clock at each.
 type deliveries struct {
 	mu    sync.Mutex
-	clock *tasks.DevClock
+	clock *clock.Dev
 	got   []billing.GrantTask
 	at    []time.Time
 	fail  func(billing.GrantTask) error
@@ -36,20 +38,20 @@ func (d *deliveries) deliver(_ context.Context, t billing.GrantTask) error {
 	return nil
 }
 
-func newLocal() (*tasks.Local, *tasks.DevClock, *deliveries) {
-	clock := tasks.NewDevClockAt(t0)
+func newQueue() (*devtasks.Queue, *clock.Dev, *deliveries) {
+	clock := clock.NewDevAt(t0)
 	d := &deliveries{clock: clock}
-	return tasks.NewLocal(clock, d.deliver, nil), clock, d
+	return devtasks.New(clock, d.deliver, nil), clock, d
 }
 
-func schedule(t *testing.T, l *tasks.Local, uid string, period int64, at time.Time) {
+func schedule(t *testing.T, l *devtasks.Queue, uid string, period int64, at time.Time) {
 	t.Helper()
 	if err := l.ScheduleGrant(t.Context(), billing.GrantTask{UID: uid, Period: period, At: at}); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func advance(t *testing.T, l *tasks.Local, d time.Duration) int {
+func advance(t *testing.T, l *devtasks.Queue, d time.Duration) int {
 	t.Helper()
 	n, err := l.Advance(t.Context(), d)
 	if err != nil {
@@ -58,8 +60,8 @@ func advance(t *testing.T, l *tasks.Local, d time.Duration) int {
 	return n
 }
 
-func TestLocalDeliversInTimeOrderAtEachTasksTime(t *testing.T) {
-	l, clock, d := newLocal()
+func TestQueueDeliversInTimeOrderAtEachTasksTime(t *testing.T) {
+	l, clock, d := newQueue()
 	schedule(t, l, "c", 1, t0.Add(3*time.Hour))
 	schedule(t, l, "a", 1, t0.Add(time.Hour))
 	schedule(t, l, "b", 1, t0.Add(2*time.Hour))
@@ -86,8 +88,8 @@ func TestLocalDeliversInTimeOrderAtEachTasksTime(t *testing.T) {
 	}
 }
 
-func TestLocalDeduplicatesByName(t *testing.T) {
-	l, clock, d := newLocal()
+func TestQueueDeduplicatesByName(t *testing.T) {
+	l, clock, d := newQueue()
 	for range 3 {
 		schedule(t, l, "u", 1, t0.Add(time.Hour))
 	}
@@ -101,7 +103,7 @@ func TestLocalDeduplicatesByName(t *testing.T) {
 	if n := advance(t, l, 0); n != 0 || l.Len() != 0 {
 		t.Fatalf("a task that ran was accepted again within the hour: %d delivered, %d pending", n, l.Len())
 	}
-	clock.Advance(tasks.Tombstone)
+	clock.Advance(devtasks.Tombstone)
 	schedule(t, l, "u", 1, clock.Now())
 	if n := advance(t, l, 0); n != 1 {
 		t.Fatalf("after the tombstone: %d delivered, want 1", n)
@@ -111,8 +113,8 @@ func TestLocalDeduplicatesByName(t *testing.T) {
 	}
 }
 
-func TestLocalRetriesWithBackoffNeverDrops(t *testing.T) {
-	l, _, d := newLocal()
+func TestQueueRetriesWithBackoffNeverDrops(t *testing.T) {
+	l, _, d := newQueue()
 	failures := 0
 	d.fail = func(billing.GrantTask) error {
 		if failures < 20 {
@@ -143,8 +145,8 @@ func TestLocalRetriesWithBackoffNeverDrops(t *testing.T) {
 	}
 }
 
-func TestLocalOverdueTaskRunsOnNextAdvance(t *testing.T) {
-	l, _, d := newLocal()
+func TestQueueOverdueTaskRunsOnNextAdvance(t *testing.T) {
+	l, _, d := newQueue()
 	schedule(t, l, "u", 1, t0.Add(-48*time.Hour))
 	if len(d.got) != 0 {
 		t.Fatal("delivered on schedule, want on the next Advance")
@@ -154,8 +156,8 @@ func TestLocalOverdueTaskRunsOnNextAdvance(t *testing.T) {
 	}
 }
 
-func TestLocalDelete(t *testing.T) {
-	l, _, d := newLocal()
+func TestQueueDelete(t *testing.T) {
+	l, _, d := newQueue()
 	schedule(t, l, "u", 1, t0.Add(time.Hour))
 	if !l.Delete("u", 1) || l.Delete("u", 1) {
 		t.Fatal("Delete: want true, then false")
@@ -167,8 +169,8 @@ func TestLocalDelete(t *testing.T) {
 	}
 }
 
-func TestLocalRunDeliversDueTasksInTheBackground(t *testing.T) {
-	l, _, d := newLocal()
+func TestQueueRunDeliversDueTasksInTheBackground(t *testing.T) {
+	l, _, d := newQueue()
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error)
 	go func() { done <- l.Run(ctx, 5*time.Millisecond) }()
@@ -188,39 +190,13 @@ func TestLocalRunDeliversDueTasksInTheBackground(t *testing.T) {
 	}
 }
 
-func TestLocalAdvanceStopsWithContext(t *testing.T) {
-	l, _, _ := newLocal()
+func TestQueueAdvanceStopsWithContext(t *testing.T) {
+	l, _, _ := newQueue()
 	schedule(t, l, "u", 1, t0)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	if _, err := l.Advance(ctx, time.Hour); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Advance: %v, want context.Canceled", err)
-	}
-}
-
-func TestDevClock(t *testing.T) {
-	c := tasks.NewDevClockAt(t0)
-	if d := c.Now().Sub(t0); d < 0 || d > time.Second {
-		t.Fatalf("Now %s, want %s", c.Now(), t0)
-	}
-	c.Advance(time.Hour)
-	c.Advance(-2 * time.Hour)
-	c.AdvanceTo(t0)
-	if d := c.Now().Sub(t0.Add(time.Hour)); d < 0 || d > time.Second {
-		t.Fatalf("Now %s, want an hour on: the clock never goes back", c.Now())
-	}
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			for range 100 {
-				c.Advance(time.Second)
-				_ = c.Now()
-			}
-		})
-	}
-	wg.Wait()
-	if d := c.Now().Sub(t0.Add(time.Hour + 800*time.Second)); d < 0 || d > time.Second {
-		t.Fatalf("Now %s after concurrent advances", c.Now())
 	}
 }
 
@@ -235,7 +211,7 @@ func TestDeliverHTTP(t *testing.T) {
 			http.Error(w, "no", http.StatusServiceUnavailable)
 		}
 	})
-	deliver := tasks.DeliverHTTP(h, "s")
+	deliver := devtasks.DeliverHTTP(h, "s")
 	if err := deliver(t.Context(), billing.GrantTask{UID: "u", Period: 1, At: t0}); err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,4 @@
-// Package memstore is an in-memory double of the Firestore store's account
-// and metering contract, for tests that need many fast runs: each change runs on a fresh
-// copy of the account under one mutex, as a Firestore transaction does, and
-// an event id is recorded with the change it makes.
-package memstore
+package mock
 
 import (
 	"context"
@@ -15,7 +11,11 @@ import (
 	"github.com/paymeter/paymeter/billing"
 )
 
-// Store holds accounts, their ledgers and the ids of applied events.
+// Store is an in-memory double of the Firestore store's account and
+// metering contract, for tests that need many fast runs: each change runs on
+// a fresh copy of the account under one mutex, as a Firestore transaction
+// does, and an event id is recorded with the change it makes. It holds
+// accounts, their ledgers and the ids of applied events.
 type Store struct {
 	mu       sync.Mutex
 	free     billing.Plan
@@ -34,8 +34,8 @@ var (
 	_ billing.Events   = (*Store)(nil)
 )
 
-// New returns an empty store whose new accounts start on the catalog's Free plan.
-func New() *Store {
+// NewStore returns an empty store whose new accounts start on the catalog's Free plan.
+func NewStore() *Store {
 	return &Store{free: billing.DefaultCatalog().Free(), accounts: map[string][]byte{},
 		ledger: map[string]map[string]billing.Entry{}, events: map[string]bool{},
 		keys: map[string]billing.APIKey{}, usage: map[string]map[string]map[string]int64{}, leases: map[string]int64{}}
