@@ -102,7 +102,8 @@ func (c *Core) Server(clock billing.Clock, sched billing.Scheduler, pay billing.
 // one when target is "", building only the clients they need (Entry.Needs):
 // Firestore always; Firebase Auth, Stripe, Cloud Tasks and Google's ID
 // token validator only where used, so that the Meter, say, starts without
-// a Stripe or Cloud Tasks client.
+// a Stripe client, and with Cloud Tasks only to schedule its notices (with
+// TASKS_NOTIFY_URL set); SMTP and the operator's webhook only in TaskNotify.
 func Production(ctx context.Context, cfg config.Config, log *slog.Logger, target string) ([]Function, error) {
 	var needs Needs
 	for _, e := range Table {
