@@ -189,24 +189,8 @@ func (a *Account) Expire(now time.Time) {
 // or while the account is in debt, and a CodeBadRequest error when n is not
 // positive.
 func (a *Account) Debit(n int64, now time.Time) error {
-	if n <= 0 {
-		return Errorf(CodeBadRequest, "a debit must be positive, got %d", n)
-	}
-	a.Expire(now)
-	if a.Debt > 0 || a.Balance(now) < n {
-		return ErrInsufficientCredits
-	}
-	sortByExpiry(a.Grants)
-	for i := range a.Grants {
-		take := min(n, a.Grants[i].Remaining)
-		a.Grants[i].Remaining -= take
-		n -= take
-		if n == 0 {
-			break
-		}
-	}
-	a.Credits = a.Balance(now)
-	return nil
+	_, err := a.DebitFrom(n, now)
+	return err
 }
 
 // Credit returns n credits to the account as a grant that never expires;

@@ -43,6 +43,15 @@ type Config struct {
 	MailFrom              string           // MAIL_FROM: the notices' sender (default "Paymeter <noreply@localhost>")
 	OperatorWebhookURL    string           // OPERATOR_WEBHOOK_URL: where the operator's signed events go (none: no events)
 	OperatorWebhookSecret string           // OPERATOR_WEBHOOK_SECRET: the events' signing secret (required with the URL)
+	// METER_UPSTREAMS: "/v1/=https://search-abc-uc.a.run.app,/v2/translate=http://127.0.0.1:9100":
+	// path prefixes metered and forwarded to the operator's services.
+	Upstreams []Upstream
+	// METER_UPSTREAM_TIMEOUT: the longest an upstream may take to answer (default 30s).
+	UpstreamTimeout time.Duration
+	// METER_CHARGE_ON: "2xx" charges only 2xx answers; "non5xx" (default) any answer below 500.
+	ChargeOn string
+	// PAYMETER_OPERATOR_SECRET: the operator API's bearer secret (none: those routes answer 404).
+	OperatorSecret string
 	// REQUIRE_VERIFIED_EMAIL: an account whose email is not verified gets no
 	// Free credits until it is (default false; the Terraform deploy sets true).
 	RequireVerifiedEmail bool
@@ -89,6 +98,19 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 	}
 	c.TasksAudience = get("TASKS_AUDIENCE", c.TasksGrantURL)
+	c.OperatorSecret = get("PAYMETER_OPERATOR_SECRET", "")
+	if c.OperatorSecret != "" && len(c.OperatorSecret) < 16 {
+		return Config{}, fmt.Errorf("PAYMETER_OPERATOR_SECRET must be at least 16 characters")
+	}
+	ups, err := parseUpstreams(get("METER_UPSTREAMS", ""))
+	if err != nil {
+		return Config{}, err
+	}
+	c.Upstreams = ups
+	c.ChargeOn = get("METER_CHARGE_ON", "non5xx")
+	if c.ChargeOn != "2xx" && c.ChargeOn != "non5xx" {
+		return Config{}, fmt.Errorf("METER_CHARGE_ON must be 2xx or non5xx")
+	}
 	c.PublicURL = strings.TrimRight(get("PUBLIC_URL", "http://localhost:"+c.Port), "/")
 	if u, err := url.Parse(c.PublicURL); err != nil || u.Scheme == "" || u.Host == "" {
 		return Config{}, fmt.Errorf("PUBLIC_URL %q is not an absolute URL", c.PublicURL)
@@ -120,6 +142,7 @@ func Load(getenv func(string) string) (Config, error) {
 	c.LeaseTTL = duration(&errs, "LEASE_TTL", get("LEASE_TTL", "30s"), "30s", time.Second)
 	c.LeaseIdle = duration(&errs, "LEASE_IDLE", get("LEASE_IDLE", "3s"), "3s", 100*time.Millisecond)
 	c.KeyCacheTTL = duration(&errs, "KEY_CACHE_TTL", get("KEY_CACHE_TTL", "10s"), "10s", 100*time.Millisecond)
+	c.UpstreamTimeout = duration(&errs, "METER_UPSTREAM_TIMEOUT", get("METER_UPSTREAM_TIMEOUT", "30s"), "30s", 10*time.Millisecond)
 	if len(errs) > 0 {
 		return Config{}, errs[0]
 	}
@@ -170,4 +193,34 @@ func parseCosts(s string) (map[string]int64, error) {
 		return nil, fmt.Errorf("METER_COSTS names no route")
 	}
 	return costs, nil
+}
+
+// Upstream is a metered path prefix and the service behind it.
+type Upstream struct {
+	Prefix string
+	URL    *url.URL
+}
+
+// parseUpstreams reads METER_UPSTREAMS: comma-separated prefix=URL pairs,
+// each prefix starting with / and outside /api/, each URL absolute http(s)
+// with no query.
+func parseUpstreams(s string) ([]Upstream, error) {
+	var out []Upstream
+	seen := map[string]bool{}
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		prefix, raw, ok := strings.Cut(part, "=")
+		prefix, raw = strings.TrimSpace(prefix), strings.TrimSpace(raw)
+		u, err := url.Parse(raw)
+		if !ok || err != nil || !strings.HasPrefix(prefix, "/") || strings.HasPrefix(prefix, "/api/") || prefix == "/api" ||
+			prefix == "/" || strings.HasPrefix(prefix, "/dev/") || (u.Scheme != "http" && u.Scheme != "https") ||
+			u.Host == "" || u.RawQuery != "" || u.User != nil || seen[prefix] {
+			return nil, fmt.Errorf("METER_UPSTREAMS: %q is not /prefix=http(s)://host[/path], once per prefix, outside /api/ and /dev/", part)
+		}
+		seen[prefix] = true
+		out = append(out, Upstream{Prefix: prefix, URL: u})
+	}
+	return out, nil
 }

@@ -75,7 +75,7 @@ func newHarnessAuth(t *testing.T, env map[string]string, auth billing.TokenVerif
 	st.RequireVerifiedEmail(cfg.RequireVerifiedEmail)
 	h := &harness{t: t, mux: http.NewServeMux(), store: st, sched: &mock.Scheduler{}, logs: &bytes.Buffer{}}
 	srv := &functions.Server{Config: cfg, Catalog: cat, Accounts: st, History: st, Keys: st, Meter: st, Events: st,
-		Scheduler: h.sched, Auth: auth, Clock: clock.NewFixed(t0), Random: rand.Reader,
+		Scheduler: h.sched, Auth: auth, Clock: clock.NewFixed(t0), Random: rand.Reader, Metering: st,
 		Log: slog.New(slog.NewTextHandler(h.logs, nil))}
 	srv.Mount(h.mux, srv.Functions())
 	return h

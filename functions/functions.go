@@ -14,10 +14,12 @@
 package functions
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"sort"
+	"strings"
 
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/config"
@@ -53,7 +55,8 @@ type Needs struct {
 var Table = []Entry{
 	{Name: "User", Paths: []string{"/api/plans", "/api/user", "/api/keys", "/api/keys/{id}", "/api/usage", "/api/ledger", "/api/notifications"},
 		Needs: Needs{Auth: true, Scheduler: true, Notices: true}},
-	{Name: "Meter", Paths: []string{"/api/meter"}, Needs: Needs{Notices: true}}, // and the routes of METER_COSTS
+	{Name: "Meter", Paths: []string{"/api/meter"}, Needs: Needs{Notices: true}}, // and the routes of METER_COSTS and prefixes of METER_UPSTREAMS
+	{Name: "Operator", Paths: []string{"/api/verify", "/api/reservations", "/api/reservations/{id}", "/api/reservations/{id}/settle"}, Needs: Needs{Notices: true}},
 	{Name: "Checkout", Paths: []string{"/api/checkout"}, Needs: Needs{Auth: true, Scheduler: true, Payments: true, Notices: true}},
 	{Name: "Cancel", Paths: []string{"/api/cancel"}, Needs: Needs{Auth: true, Scheduler: true, Payments: true, Notices: true}},
 	{Name: "Portal", Paths: []string{"/api/portal"}, Needs: Needs{Auth: true, Scheduler: true, Payments: true, Notices: true}},
@@ -108,6 +111,16 @@ type Server struct {
 	Mailer          notify.Mailer
 	OperatorWebhook *notify.Webhook
 	Notices         billing.NoticeScheduler
+	// Metering serves charges with refunds, idempotent answers and
+	// reservations (the store); Leases, if set, serves the calls that carry
+	// no Idempotency-Key from credit leases (METER_MODE=lease).
+	Metering Metering
+	Leases   LeaseCharger
+	// UpstreamToken returns a Google ID token for an upstream URL (Cloud Run
+	// service-to-service); nil locally, where upstreams get none.
+	UpstreamToken func(ctx context.Context, audience string) (string, error)
+
+	upstreams []*upstream
 }
 
 // NoticeStore is what the delivery of notices and its sweep need.
@@ -129,7 +142,8 @@ type TaskStore interface {
 func (s *Server) Functions(only ...string) []Function {
 	build := map[string]func() http.Handler{
 		"User":          s.userHandler,
-		"Meter":         func() http.Handler { return s.wrap(onlyMethod(http.MethodPost, s.meter)) },
+		"Meter":         s.meterHandler,
+		"Operator":      s.operatorHandler,
 		"Checkout":      func() http.Handler { return s.wrap(onlyMethod(http.MethodPost, s.signedIn(s.checkout))) },
 		"Cancel":        func() http.Handler { return s.wrap(onlyMethod(http.MethodPost, s.signedIn(s.cancel))) },
 		"Portal":        func() http.Handler { return s.wrap(onlyMethod(http.MethodPost, s.signedIn(s.portal))) },
@@ -166,14 +180,39 @@ func (s *Server) Mount(mux *http.ServeMux, fns []Function) {
 	mux.Handle("/api/", s.NotFound())
 }
 
-// meterPaths are the metered routes: /api/meter and those of METER_COSTS.
+// meterPaths are the metered routes: /api/meter, those of METER_COSTS and
+// the prefixes of METER_UPSTREAMS (with what lies below them).
 func (s *Server) meterPaths() []string {
-	paths := make([]string, 0, len(s.Config.MeterCosts))
+	seen := map[string]bool{}
 	for p := range s.Config.MeterCosts {
+		seen[p] = true
+	}
+	for _, u := range s.Config.Upstreams {
+		seen[u.Prefix] = true
+		if !strings.HasSuffix(u.Prefix, "/") {
+			seen[u.Prefix+"/"] = true
+		}
+	}
+	paths := make([]string, 0, len(seen))
+	for p := range seen {
 		paths = append(paths, p)
 	}
 	sort.Strings(paths)
 	return paths
+}
+
+// meterHandler serves the metered routes: POST for /api/meter and the
+// routes of METER_COSTS, any method for the upstreams'.
+func (s *Server) meterHandler() http.Handler {
+	s.buildUpstreams()
+	post := onlyMethod(http.MethodPost, s.meter)
+	return s.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.upstreamFor(r.URL.Path) != nil {
+			s.meter(w, r)
+			return
+		}
+		post.ServeHTTP(w, r)
+	}))
 }
 
 // NotFound answers every request with the contract's 404, for the paths no

@@ -8,6 +8,7 @@ import (
 	"net/http"
 
 	"cloud.google.com/go/firestore"
+	"golang.org/x/oauth2"
 	"google.golang.org/api/idtoken"
 
 	"github.com/paymeter/paymeter/billing"
@@ -92,10 +93,14 @@ func (c *Core) Server(clock billing.Clock, sched billing.Scheduler, pay billing.
 	if c.Leases != nil {
 		meter = c.Leases
 	}
-	return &Server{Config: c.Config, Catalog: c.Catalog, Accounts: c.Store, History: c.Store, Keys: c.Store,
+	srv := &Server{Config: c.Config, Catalog: c.Catalog, Accounts: c.Store, History: c.Store, Keys: c.Store,
 		Meter: meter, Events: c.Store, Scheduler: sched, Payments: pay, Webhooks: payments.NewWebhook(webhookSecret),
-		Auth: c.Auth, Clock: clock, Random: rand.Reader, Log: c.Log, Tasks: c.Store,
+		Auth: c.Auth, Clock: clock, Random: rand.Reader, Log: c.Log, Tasks: c.Store, Metering: c.Store,
 		Outbox: c.Store, Mailer: c.Mailer, OperatorWebhook: c.Webhook, Notices: c.Notices}
+	if c.Leases != nil {
+		srv.Leases = c.Leases
+	}
+	return srv
 }
 
 // Production returns the entry point named target as deployed, or every
@@ -153,6 +158,13 @@ func Production(ctx context.Context, cfg config.Config, log *slog.Logger, target
 		return nil, fmt.Errorf("STRIPE_WEBHOOK_SECRET must be set (from Secret Manager)")
 	}
 	srv := core.Server(clock.Real{}, sched, pay, cfg.StripeWebhookSecret)
+	if (target == "" || target == "Meter") && len(cfg.Upstreams) > 0 {
+		tokens, err := upstreamTokens(ctx, cfg.Upstreams)
+		if err != nil {
+			return nil, err
+		}
+		srv.UpstreamToken = tokens
+	}
 	if needs.OIDC {
 		validator, err := idtoken.NewValidator(ctx)
 		if err != nil {
@@ -163,4 +175,30 @@ func Production(ctx context.Context, cfg config.Config, log *slog.Logger, target
 		}
 	}
 	return srv.Functions(target), nil
+}
+
+// upstreamTokens returns Google ID tokens for the upstreams' URLs (Cloud
+// Run's audience is the service URL), one cached token source per upstream,
+// made once at start-up.
+func upstreamTokens(ctx context.Context, ups []config.Upstream) (func(context.Context, string) (string, error), error) {
+	sources := map[string]oauth2.TokenSource{}
+	for _, u := range ups {
+		aud := audience(u)
+		ts, err := idtoken.NewTokenSource(ctx, aud)
+		if err != nil {
+			return nil, fmt.Errorf("id token source for %s: %w", u.Prefix, err)
+		}
+		sources[aud] = ts
+	}
+	return func(_ context.Context, audience string) (string, error) {
+		ts, ok := sources[audience]
+		if !ok {
+			return "", fmt.Errorf("no token source for %s", audience)
+		}
+		tok, err := ts.Token()
+		if err != nil {
+			return "", err
+		}
+		return tok.AccessToken, nil
+	}, nil
 }

@@ -1,7 +1,7 @@
-// Package paymeterclient is what an operator's Go service needs to talk to
-// Paymeter. For now: verifying the signed events Paymeter posts to
-// OPERATOR_WEBHOOK_URL. Standard library only, so it can be copied or
-// imported without pulling in anything else.
+// Verifying the signed events Paymeter posts to OPERATOR_WEBHOOK_URL
+// (notifications: credits.low, credits.exhausted, payment.failed,
+// subscription.updated, credits.clawed_back). Standard library only.
+
 package paymeterclient
 
 import (

@@ -28,4 +28,13 @@ fi
 bash web/test.sh build
 bin=$(mktemp -d)
 go build -o "$bin/paymeter-dev" ./cmd/dev
+# With no METER_UPSTREAMS, a sample upstream (cmd/sampleapi) is metered at
+# /v1/, so that the playground and curl make a real upstream call.
+if [ -z "${METER_UPSTREAMS:-}" ]; then
+	go build -o "$bin/sampleapi" ./cmd/sampleapi
+	ADDR=127.0.0.1:${SAMPLEAPI_PORT:-9100} "$bin/sampleapi" &
+	sample_pid=$!
+	trap 'kill "$sample_pid" 2>/dev/null || true; scripts/emulators.sh stop >/dev/null 2>&1 || true' EXIT
+	export METER_UPSTREAMS="/v1/=http://127.0.0.1:${SAMPLEAPI_PORT:-9100}"
+fi
 "$bin/paymeter-dev"

@@ -11,7 +11,9 @@ cd "$ROOT"
 
 work=$(mktemp -d)
 dev_pid=""
+sample_pid=""
 cleanup() {
+	[ -n "$sample_pid" ] && kill "$sample_pid" 2>/dev/null && { wait "$sample_pid" 2>/dev/null || true; }
 	[ -n "$dev_pid" ] && kill "$dev_pid" 2>/dev/null && wait "$dev_pid" 2>/dev/null
 	scripts/mailpit.sh stop "$work" || true
 	rm -rf "$work"
@@ -22,8 +24,14 @@ trap cleanup EXIT
 eval "$(scripts/mailpit.sh start "$work")"
 
 go build -o "$work/dev" ./cmd/dev
+go build -o "$work/sampleapi" ./cmd/sampleapi
+# The sample upstream, metered at /v1/ as make dev does.
+ADDR=127.0.0.1:0 "$work/sampleapi" >"$work/sample.out" 2>&1 &
+sample_pid=$!
+for _ in $(seq 50); do grep -q '^sampleapi listening on ' "$work/sample.out" && break; sleep 0.1; done
+sample=$(sed -n 's/^sampleapi listening on //p' "$work/sample.out")
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-PORT=$port PUBLIC_URL="http://127.0.0.1:$port" "$work/dev" >"$work/out" 2>"$work/err" &
+METER_UPSTREAMS="/v1/=$sample" PORT=$port PUBLIC_URL="http://127.0.0.1:$port" "$work/dev" >"$work/out" 2>"$work/err" &
 dev_pid=$!
 for _ in $(seq 100); do
 	grep -q '^Paymeter running at ' "$work/out" && break

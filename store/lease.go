@@ -163,6 +163,8 @@ type LeaseUse struct {
 	UID, ID     string
 	Used, Delta int64
 	Notice      *billing.Notice
+	// Routes is Delta by route, for the calls made on one.
+	Routes map[string]int64
 }
 
 // RecordLeaseUses records the use of several leases, of any accounts, in
@@ -175,6 +177,7 @@ func (s *Store) RecordLeaseUses(ctx context.Context, uses []LeaseUse, now time.T
 	//lint:ignore SA1019 one commit of plain writes, no reads: a transaction would add an RPC.
 	b := s.fs.Batch()
 	perAccount := map[string]int64{}
+	perRoute := map[string]map[string]any{}
 	var uids []string
 	for _, u := range uses {
 		b.Update(s.lease(u.UID, u.ID), []firestore.Update{{Path: "used", Value: u.Used}})
@@ -182,10 +185,24 @@ func (s *Store) RecordLeaseUses(ctx context.Context, uses []LeaseUse, now time.T
 			uids = append(uids, u.UID)
 		}
 		perAccount[u.UID] += u.Delta
+		for route, n := range u.Routes {
+			if perRoute[u.UID] == nil {
+				perRoute[u.UID] = map[string]any{}
+			}
+			prev, _ := perRoute[u.UID][route].(int64)
+			perRoute[u.UID][route] = prev + n
+		}
 	}
 	for _, uid := range uids { // one write per usage document
 		usage := s.account(uid).Collection(usageCol).Doc(month)
-		b.Set(usage, map[string]any{"days": map[string]any{dayKey: firestore.Increment(perAccount[uid])}}, firestore.MergeAll)
+		fields := map[string]any{"days": map[string]any{dayKey: firestore.Increment(perAccount[uid])}}
+		if routes := perRoute[uid]; len(routes) > 0 {
+			for route, n := range routes {
+				routes[route] = firestore.Increment(n.(int64))
+			}
+			fields["routes"] = map[string]any{dayKey: routes}
+		}
+		b.Set(usage, fields, firestore.MergeAll)
 	}
 	var notices []billing.NoticeTask
 	for _, u := range uses {

@@ -260,6 +260,7 @@ func (s *Store) Ledger(ctx context.Context, uid string, limit int) ([]billing.En
 func (s *Store) Usage(ctx context.Context, uid string, from, to time.Time) ([]billing.DayUsage, error) {
 	from, to = from.UTC(), to.UTC()
 	counts := map[string]int64{}
+	routes := map[string]map[string]int64{}
 	for m := monthStart(from); !m.After(to); m = m.AddDate(0, 1, 0) {
 		month, _ := billing.UsageKeys(m)
 		snap, err := s.account(uid).Collection(usageCol).Doc(month).Get(ctx)
@@ -270,7 +271,8 @@ func (s *Store) Usage(ctx context.Context, uid string, from, to time.Time) ([]bi
 			return nil, fmt.Errorf("usage %s: %w", uid, err)
 		}
 		var doc struct {
-			Days map[string]int64 `firestore:"days"`
+			Days   map[string]int64            `firestore:"days"`
+			Routes map[string]map[string]int64 `firestore:"routes"`
 		}
 		if err := snap.DataTo(&doc); err != nil {
 			return nil, fmt.Errorf("decode usage %s: %w", snap.Ref.ID, err)
@@ -282,10 +284,29 @@ func (s *Store) Usage(ctx context.Context, uid string, from, to time.Time) ([]bi
 			}
 			counts[date] += n // "1" and "01" are the same day
 		}
+		for d, perRoute := range doc.Routes {
+			date, err := billing.UsageDate(month, d)
+			if err != nil {
+				return nil, fmt.Errorf("usage %s: %w", uid, err)
+			}
+			if routes[date] == nil {
+				routes[date] = map[string]int64{}
+			}
+			for route, n := range perRoute {
+				if n != 0 {
+					routes[date][route] += n
+				}
+			}
+		}
 	}
 	var out []billing.DayUsage
 	for d := dayStart(from); !d.After(to); d = d.AddDate(0, 0, 1) {
-		out = append(out, billing.DayUsage{Date: billing.Day(d), Credits: counts[billing.Day(d)]})
+		day := billing.Day(d)
+		r := routes[day]
+		if r == nil {
+			r = map[string]int64{}
+		}
+		out = append(out, billing.DayUsage{Date: day, Credits: counts[day], Routes: r})
 	}
 	return out, nil
 }
@@ -298,64 +319,11 @@ func dayStart(t time.Time) time.Time {
 }
 
 // DebitKey debits cost credits from the account that owns the key hashed as
-// hash: one key read and one transaction on the account.
+// hash: one key read and one transaction on the account (Charge, with no
+// route).
 func (s *Store) DebitKey(ctx context.Context, hash string, cost int64, now time.Time) (int64, error) {
-	key, err := s.Key(ctx, hash)
-	if err != nil {
-		return 0, err
-	}
-	if key.Revoked {
-		return 0, billing.ErrInvalidAPIKey
-	}
-	keyRef := s.fs.Collection(keysCol).Doc(hash)
-	var remaining int64
-	var written *billing.Account
-	refused := false
-	err = s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		written, refused = nil, false
-		a, err := s.getAccount(tx, key.UID)
-		if err != nil {
-			return err
-		}
-		if err := a.Debit(cost, now); err != nil {
-			if errors.Is(err, billing.ErrInsufficientCredits) && a.Refused(cost, now) {
-				// The first refusal after credits came in: write its notice,
-				// and still answer 402.
-				s.putAccount(tx, a, now)
-				written, refused = a, true
-				return nil
-			}
-			return err
-		}
-		s.putAccount(tx, a, now)
-		written = a
-		month, day := billing.UsageKeys(now)
-		usage := s.account(key.UID).Collection(usageCol).Doc(month)
-		if err := tx.Set(usage, map[string]any{"days": map[string]any{day: firestore.Increment(cost)}}, firestore.MergeAll); err != nil {
-			return err
-		}
-		if now.Sub(key.LastUsedAt) > keyTouchInterval {
-			if err := tx.Update(keyRef, []firestore.Update{{Path: "lastUsedAt", Value: now}}); err != nil {
-				return err
-			}
-		}
-		remaining = a.Balance(now)
-		return nil
-	}, firestore.MaxAttempts(debitAttempts))
-	if refused && err != nil {
-		return 0, billing.ErrInsufficientCredits // the notice is not worth failing the call for
-	}
-	if err != nil {
-		if errors.Is(err, billing.ErrNotFound) {
-			return 0, billing.ErrInvalidAPIKey // the owner is gone
-		}
-		return 0, fmt.Errorf("debit %s: %w", key.UID, err)
-	}
-	s.dispatch(ctx, written)
-	if refused {
-		return 0, billing.ErrInsufficientCredits
-	}
-	return remaining, nil
+	d, _, err := s.Charge(ctx, ChargeRequest{Hash: hash, Cost: cost, Now: now})
+	return d.Remaining, err
 }
 
 // debitAttempts is how often a contended debit transaction is retried

@@ -81,6 +81,18 @@ locals {
       secrets     = []
       env         = {}
     }
+    operator = {
+      entry_point = "Operator"
+      description = "Operator API: /api/verify and credit reservations, for the operator's backends (operator secret)."
+      public      = true
+      memory      = "256Mi"
+      cpu         = "1"
+      concurrency = 40
+      timeout     = 30
+      account     = "functions"
+      secrets     = ["PAYMETER_OPERATOR_SECRET"]
+      env         = {}
+    }
     task-grant = {
       entry_point = "TaskGrant"
       description = "Cloud Tasks handler: grants Free credits and schedules the next grant."
@@ -145,14 +157,17 @@ locals {
   # The environment of every function (config/ reads it); secrets are mounted
   # separately from Secret Manager.
   function_env = {
-    GOOGLE_CLOUD_PROJECT  = var.project_id
-    PUBLIC_URL            = local.public_url
-    CORS_ORIGINS          = join(",", distinct(concat([local.public_url], var.extra_cors_origins)))
-    METER_COSTS           = join(",", [for path, cost in var.meter_costs : "${path}=${cost}"])
-    TASKS_QUEUE           = "projects/${var.project_id}/locations/${google_cloud_tasks_queue.grants.location}/queues/${google_cloud_tasks_queue.grants.name}"
-    TASKS_GRANT_URL       = local.run_url["task-grant"]
-    TASKS_AUDIENCE        = local.run_url["task-grant"]
-    TASKS_SERVICE_ACCOUNT = google_service_account.tasks.email
+    GOOGLE_CLOUD_PROJECT   = var.project_id
+    PUBLIC_URL             = local.public_url
+    CORS_ORIGINS           = join(",", distinct(concat([local.public_url], var.extra_cors_origins)))
+    METER_COSTS            = join(",", [for path, cost in var.meter_costs : "${path}=${cost}"])
+    METER_UPSTREAMS        = join(",", [for prefix, up in var.meter_upstreams : "${prefix}=${up.url}"])
+    METER_UPSTREAM_TIMEOUT = var.meter_upstream_timeout
+    METER_CHARGE_ON        = var.meter_charge_on
+    TASKS_QUEUE            = "projects/${var.project_id}/locations/${google_cloud_tasks_queue.grants.location}/queues/${google_cloud_tasks_queue.grants.name}"
+    TASKS_GRANT_URL        = local.run_url["task-grant"]
+    TASKS_AUDIENCE         = local.run_url["task-grant"]
+    TASKS_SERVICE_ACCOUNT  = google_service_account.tasks.email
     # Cloud Scheduler's tokens are for TaskReconcile's own URL (Cloud Run
     # admits only tokens for the URL called); every function's init wires
     # both task handlers, so every function needs it.

@@ -186,3 +186,16 @@ moved {
   from = google_service_account_iam_member.functions_act_as_tasks
   to   = google_service_account_iam_member.functions_act_as_tasks["functions"]
 }
+
+# The meter forwards to the operator's Cloud Run services (meter_upstreams)
+# with a Google ID token of its own account: each upstream that names its
+# service admits that account, and no one else needs to.
+resource "google_cloud_run_v2_service_iam_member" "upstream" {
+  for_each = { for prefix, up in var.meter_upstreams : prefix => up if up.service != null }
+
+  project  = coalesce(each.value.project, var.project_id)
+  location = coalesce(each.value.location, var.region)
+  name     = each.value.service
+  role     = "roles/run.invoker"
+  member   = google_service_account.meter.member
+}

@@ -7,6 +7,9 @@ locals {
   stripe_secrets = {
     STRIPE_SECRET_KEY     = "stripe-secret-key"
     STRIPE_WEBHOOK_SECRET = "stripe-webhook-secret"
+    # Not Stripe's: the operator API's bearer secret, mounted by the
+    # operator function only, given its value the same way.
+    PAYMETER_OPERATOR_SECRET = "paymeter-operator-secret"
   }
 }
 

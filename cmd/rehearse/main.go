@@ -28,8 +28,6 @@ package main
 import (
 	"archive/zip"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -45,6 +43,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/paymeter/paymeter/internal/toolbuild"
 )
 
 // The deployed functions, as terraform/functions.tf's local.functions and
@@ -454,38 +454,11 @@ func unzip(path, dir string) error {
 	return nil
 }
 
-// buildTool builds pkg of tools/<module> into the user cache, as
-// internal/emulator.BuildTool does for the tests (same place, same key).
+// buildTool builds pkg of tools/<module> as the tests do (toolbuild.Build:
+// the same cache, the same key).
 func (r *rehearsal) buildTool(module, pkg string) (string, error) {
-	dir := filepath.Join(r.root, "tools", module)
-	h := sha256.New()
-	for _, f := range []string{"go.mod", "go.sum"} {
-		b, err := os.ReadFile(filepath.Join(dir, f))
-		if err != nil {
-			return "", fmt.Errorf("%s: %w", module, err)
-		}
-		h.Write(b)
-	}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
-	out := filepath.Join(cache, "paymeter", module+"-"+hex.EncodeToString(h.Sum(nil))[:16])
-	bin := filepath.Join(out, filepath.Base(pkg))
-	if _, err := os.Stat(bin); err == nil {
-		return bin, nil
-	}
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		return "", err
-	}
-	tmp := fmt.Sprintf("%s.%d.tmp", bin, os.Getpid())
-	cmd := exec.Command("go", "build", "-o", tmp, pkg)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOWORK=off", "CGO_ENABLED=0")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build %s: %v\n%s", module, err, msg)
-	}
-	return bin, os.Rename(tmp, bin)
+	bin, _, err := toolbuild.Build(filepath.Join(r.root, "tools", module), module, pkg)
+	return bin, err
 }
 
 // start runs a process in its own process group, its output in a log file.

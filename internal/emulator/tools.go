@@ -1,15 +1,14 @@
 package emulator
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/paymeter/paymeter/internal/toolbuild"
 )
 
 // Unavailable fails the test under CI=true, where every test server must
@@ -30,38 +29,14 @@ func BuildTool(t testing.TB, module, pkg string) string {
 	if err != nil {
 		Unavailable(t, module, err)
 	}
-	h := sha256.New()
-	for _, f := range []string{"go.mod", "go.sum"} {
-		b, err := os.ReadFile(filepath.Join(dir, f))
-		if err != nil {
-			Unavailable(t, module, err)
-		}
-		h.Write(b)
-	}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
-	out := filepath.Join(cache, "paymeter", module+"-"+hex.EncodeToString(h.Sum(nil))[:16])
-	bin := filepath.Join(out, filepath.Base(pkg))
-	if _, err := os.Stat(bin); err == nil {
-		return bin
-	}
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		Unavailable(t, module, err)
-	}
-	tmp := fmt.Sprintf("%s.%d.tmp", bin, os.Getpid())
 	start := time.Now()
-	cmd := exec.Command("go", "build", "-o", tmp, pkg)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOWORK=off", "CGO_ENABLED=0")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		Unavailable(t, module, fmt.Errorf("build %s: %v\n%s", pkg, err, msg))
-	}
-	if err := os.Rename(tmp, bin); err != nil {
+	bin, built, err := toolbuild.Build(dir, module, pkg)
+	if err != nil {
 		Unavailable(t, module, err)
 	}
-	t.Logf("built %s in %s: %s", pkg, time.Since(start).Round(time.Millisecond), bin)
+	if built {
+		t.Logf("built %s in %s: %s", pkg, time.Since(start).Round(time.Millisecond), bin)
+	}
 	return bin
 }
 

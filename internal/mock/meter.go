@@ -90,7 +90,7 @@ func (s *Store) Usage(_ context.Context, uid string, from, to time.Time) ([]bill
 	var out []billing.DayUsage
 	from, to = from.UTC(), to.UTC()
 	for d := time.Date(from.Year(), from.Month(), from.Day(), 0, 0, 0, 0, time.UTC); !d.After(to); d = d.AddDate(0, 0, 1) {
-		out = append(out, billing.DayUsage{Date: billing.Day(d), Credits: counts[billing.Day(d)]})
+		out = append(out, billing.DayUsage{Date: billing.Day(d), Credits: counts[billing.Day(d)], Routes: map[string]int64{}})
 	}
 	return out, nil
 }

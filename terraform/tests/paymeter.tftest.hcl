@@ -67,9 +67,9 @@ run "defaults" {
 
   assert {
     condition = toset([for fn in google_cloudfunctions2_function.fn : fn.build_config[0].entry_point]) == toset([
-      "User", "Checkout", "Cancel", "Portal", "Webhook", "Meter", "TaskGrant", "TaskReconcile", "TaskNotify",
+      "User", "Checkout", "Cancel", "Portal", "Webhook", "Meter", "Operator", "TaskGrant", "TaskReconcile", "TaskNotify",
     ])
-    error_message = "Every entry point that paymeter.go registers (User, Checkout, Cancel, Portal, Webhook, Meter, TaskGrant, TaskReconcile, TaskNotify) must be deployed, once."
+    error_message = "Every entry point that paymeter.go registers (User, Checkout, Cancel, Portal, Webhook, Meter, Operator, TaskGrant, TaskReconcile, TaskNotify) must be deployed, once."
   }
 
   assert {
@@ -90,7 +90,7 @@ run "defaults" {
   # Public: the user API, the metered API, the webhook (and the other
   # browser-called functions).
   assert {
-    condition     = toset(keys(google_cloud_run_v2_service_iam_member.public)) == toset(["user", "checkout", "cancel", "portal", "webhook", "meter"])
+    condition     = toset(keys(google_cloud_run_v2_service_iam_member.public)) == toset(["user", "checkout", "cancel", "portal", "webhook", "meter", "operator"])
     error_message = "Exactly the user API, checkout, cancel, portal, webhook and meter functions must be public."
   }
 
@@ -135,11 +135,12 @@ run "defaults" {
       portal         = "STRIPE_SECRET_KEY"
       webhook        = "STRIPE_SECRET_KEY,STRIPE_WEBHOOK_SECRET"
       meter          = ""
+      operator       = "PAYMETER_OPERATOR_SECRET"
       task-grant     = ""
       task-reconcile = ""
       task-notify    = ""
     }
-    error_message = "Only checkout, cancel and portal (the key) and webhook (key and signing secret) may mount Stripe secrets."
+    error_message = "Only checkout, cancel and portal (the key) and webhook (key and signing secret) may mount Stripe secrets, and only operator the operator secret."
   }
 
   assert {
@@ -218,6 +219,7 @@ run "defaults" {
       portal         = google_service_account.functions.email
       webhook        = google_service_account.functions.email
       meter          = google_service_account.meter.email
+      operator       = google_service_account.functions.email
       task-grant     = google_service_account.functions.email
       task-reconcile = google_service_account.functions.email
       task-notify    = google_service_account.functions.email
@@ -348,7 +350,7 @@ run "defaults" {
   }
 
   assert {
-    condition     = output.webhook_url == "https://europe-west2-paymeter-test.cloudfunctions.net/webhook" && length(output.function_urls) == 9
+    condition     = output.webhook_url == "https://europe-west2-paymeter-test.cloudfunctions.net/webhook" && length(output.function_urls) == 10
     error_message = "Outputs must give the webhook URL and every function URL."
   }
 
@@ -376,18 +378,22 @@ run "hosting_rewrites_match_the_functions" {
     condition = {
       for r in jsondecode(file("${path.module}/../firebase.json")).hosting.rewrites : r.source => r.function.functionId if can(r.function)
       } == {
-      "/api/plans"          = "user"
-      "/api/user"           = "user"
-      "/api/keys"           = "user"
-      "/api/keys/**"        = "user"
-      "/api/usage"          = "user"
-      "/api/ledger"         = "user"
-      "/api/notifications"  = "user"
-      "/api/checkout"       = "checkout"
-      "/api/cancel"         = "cancel"
-      "/api/portal"         = "portal"
-      "/api/stripe/webhook" = "webhook"
-      "/api/meter"          = "meter"
+      "/api/plans"                  = "user"
+      "/api/user"                   = "user"
+      "/api/keys"                   = "user"
+      "/api/keys/**"                = "user"
+      "/api/usage"                  = "user"
+      "/api/ledger"                 = "user"
+      "/api/notifications"          = "user"
+      "/api/checkout"               = "checkout"
+      "/api/cancel"                 = "cancel"
+      "/api/portal"                 = "portal"
+      "/api/stripe/webhook"         = "webhook"
+      "/api/meter"                  = "meter"
+      "/api/verify"                 = "operator"
+      "/api/reservations"           = "operator"
+      "/api/reservations/**"        = "operator"
+      "/api/reservations/**/settle" = "operator"
     }
     error_message = "firebase.json must rewrite exactly the contract's public API paths to their functions (and no task handler path)."
   }
@@ -455,10 +461,55 @@ run "notice_secrets_mount_when_used" {
   assert {
     condition = alltrue([for name, fn in google_cloudfunctions2_function.fn :
       (name != "task-notify" || toset([for s in fn.service_config[0].secret_environment_variables : "${s.key}=${s.secret}@${s.version}"]) == toset(["SMTP_URL=smtp-url@3", "OPERATOR_WEBHOOK_SECRET=operator-webhook-secret@3"])) &&
-      (name == "task-notify" || alltrue([for s in fn.service_config[0].secret_environment_variables : startswith(s.key, "STRIPE_")])) &&
+      (name == "task-notify" || length(setintersection(["SMTP_URL", "OPERATOR_WEBHOOK_SECRET"], [for s in fn.service_config[0].secret_environment_variables : s.key])) == 0) &&
       fn.service_config[0].environment_variables["OPERATOR_WEBHOOK_URL"] == "https://ops.example.com/paymeter" &&
       fn.service_config[0].environment_variables["MAIL_FROM"] == "Paymeter <billing@example.com>"
     ])
     error_message = "With smtp_enabled and an operator_webhook_url, TaskNotify alone mounts SMTP_URL and OPERATOR_WEBHOOK_SECRET (by version number), and every function gets MAIL_FROM and OPERATOR_WEBHOOK_URL."
   }
+}
+
+# Upstreams: the meter is told where they are, and the meter's service
+# account may invoke each upstream Cloud Run service named, and only those.
+run "upstreams" {
+  command = plan
+
+  variables {
+    meter_upstreams = {
+      "/v1/"          = { url = "https://search-abc-uc.a.run.app", service = "search" }
+      "/v2/translate" = { url = "https://translate-xyz-ew.a.run.app", service = "translate", location = "us-central1" }
+      "/v3/"          = { url = "https://elsewhere.example.com" }
+    }
+    meter_charge_on = "2xx"
+  }
+
+  assert {
+    condition     = google_cloudfunctions2_function.fn["meter"].service_config[0].environment_variables["METER_UPSTREAMS"] == "/v1/=https://search-abc-uc.a.run.app,/v2/translate=https://translate-xyz-ew.a.run.app,/v3/=https://elsewhere.example.com"
+    error_message = "METER_UPSTREAMS must list every prefix=url of meter_upstreams."
+  }
+
+  assert {
+    condition     = google_cloudfunctions2_function.fn["meter"].service_config[0].environment_variables["METER_CHARGE_ON"] == "2xx"
+    error_message = "METER_CHARGE_ON must come from meter_charge_on."
+  }
+
+  assert {
+    condition = (toset(keys(google_cloud_run_v2_service_iam_member.upstream)) == toset(["/v1/", "/v2/translate"]) &&
+      google_cloud_run_v2_service_iam_member.upstream["/v1/"].name == "search" &&
+      google_cloud_run_v2_service_iam_member.upstream["/v1/"].location == var.region &&
+      google_cloud_run_v2_service_iam_member.upstream["/v2/translate"].location == "us-central1" &&
+      alltrue([for b in values(google_cloud_run_v2_service_iam_member.upstream) :
+    b.role == "roles/run.invoker" && b.member == google_service_account.meter.member]))
+    error_message = "Each upstream that names its Cloud Run service must grant roles/run.invoker to the meter's service account, and nothing else."
+  }
+}
+
+run "upstream_urls_are_checked" {
+  command = plan
+
+  variables {
+    meter_upstreams = { "/api/x" = { url = "https://search-abc-uc.a.run.app" } }
+  }
+
+  expect_failures = [var.meter_upstreams]
 }

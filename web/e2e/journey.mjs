@@ -244,6 +244,23 @@ async function main() {
       await shot('dashboard-basic')
     })
 
+    await step('call the sample upstream through the playground and see it by route', async () => {
+      await nav('Playground')
+      await page.getByLabel('API key').fill(secret)
+      await page.getByLabel('Route').fill('/v1/stats')
+      await page.getByLabel('Body').fill('One metered call. Through the meter!')
+      await page.getByRole('button', { name: 'Call POST /v1/stats' }).click()
+      const result = page.getByTestId('pg-result')
+      await result.and(page.locator('[data-status="200"]')).waitFor()
+      await page.getByTestId('pg-body').filter({ hasText: '"words":6' }).waitFor()
+      await result.getByText('Cost 1 credit.').waitFor()
+      await shot('playground-upstream')
+      await nav('Dashboard')
+      const routes = page.getByTestId('usage-routes')
+      await routes.getByRole('row', { name: /\/v1\/ 1 credit/ }).waitFor()
+      await routes.getByRole('row', { name: /\/api\/meter 50 credits/ }).waitFor()
+    })
+
     await step('open billing, cancel at period end there, see it on the dashboard', async () => {
       await page.getByRole('button', { name: 'Manage billing' }).click()
       await page.waitForURL((u) => !u.href.startsWith(`${base}/dashboard`))
