@@ -13,9 +13,9 @@ work=$(mktemp -d)
 dev_pid=""
 sample_pid=""
 cleanup() {
+	scripts/mailpit.sh stop "$work" || true
 	[ -n "$sample_pid" ] && kill "$sample_pid" 2>/dev/null && { wait "$sample_pid" 2>/dev/null || true; }
 	[ -n "$dev_pid" ] && kill "$dev_pid" 2>/dev/null && wait "$dev_pid" 2>/dev/null
-	scripts/mailpit.sh stop "$work" || true
 	rm -rf "$work"
 }
 trap cleanup EXIT
