@@ -20,6 +20,8 @@ const (
 	// EntryNote changes no credits: it tells the user of something that
 	// granted nothing, such as a failed payment.
 	EntryNote = "note"
+	// EntryNotice changes no credits: a notice (notify.go) went out by email.
+	EntryNotice = "notice"
 )
 
 // Entry is one line of an account's ledger. Its ID is derived from what it

@@ -44,6 +44,7 @@ func (m *Manager) flush() {
 				q.h.pending = nil
 				q.h.inFlush = true
 				use := store.LeaseUse{UID: q.a.uid, ID: q.h.lease.ID, Used: q.h.used, Delta: q.h.used - q.h.recorded}
+				use.Notice = q.h.crossing(q.a.balance, m.clock.Now())
 				for _, c := range calls {
 					if c.route != "" {
 						if use.Routes == nil {

@@ -7,6 +7,9 @@
 // backoff, and carries an Idempotency-Key (one per logical call, the same on
 // each retry), so that a retry never spends twice. Settle and release are
 // idempotent by themselves.
+//
+// VerifySignature and ReadEvent (webhook.go) check the signed events
+// Paymeter posts to the operator's OPERATOR_WEBHOOK_URL.
 package paymeterclient
 
 import (

@@ -7,11 +7,23 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 export GOFLAGS=${GOFLAGS:--buildvcs=false}
 
+mail=$(mktemp -d)
+stop_emulators=""
+cleanup() {
+	scripts/mailpit.sh stop "$mail" || true
+	rm -rf "$mail"
+	[ -z "$stop_emulators" ] || scripts/emulators.sh stop >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
 if scripts/emulators.sh status >/dev/null 2>&1; then
 	eval "$(scripts/emulators.sh env)"
 else
 	eval "$(scripts/emulators.sh start)"
-	trap 'scripts/emulators.sh stop >/dev/null 2>&1 || true' EXIT
+	stop_emulators=1
+fi
+# The notices' emails go to a local Mailpit unless SMTP_URL says otherwise.
+if [ -z "${SMTP_URL:-}" ]; then
+	eval "$(scripts/mailpit.sh start "$mail")"
 fi
 bash web/test.sh build
 bin=$(mktemp -d)

@@ -13,11 +13,15 @@ work=$(mktemp -d)
 dev_pid=""
 sample_pid=""
 cleanup() {
+	scripts/mailpit.sh stop "$work" || true
 	[ -n "$sample_pid" ] && kill "$sample_pid" 2>/dev/null && { wait "$sample_pid" 2>/dev/null || true; }
 	[ -n "$dev_pid" ] && kill "$dev_pid" 2>/dev/null && wait "$dev_pid" 2>/dev/null
 	rm -rf "$work"
 }
 trap cleanup EXIT
+
+# The journey reads the notices' emails in Mailpit's web view.
+eval "$(scripts/mailpit.sh start "$work")"
 
 go build -o "$work/dev" ./cmd/dev
 go build -o "$work/sampleapi" ./cmd/sampleapi
@@ -40,7 +44,7 @@ if ! grep -q '^Paymeter running at ' "$work/out"; then
 	exit 1
 fi
 
-if ! E2E_BASE_URL="http://127.0.0.1:$port" bash web/test.sh; then
+if ! E2E_BASE_URL="http://127.0.0.1:$port" E2E_MAILPIT_URL="$MAILPIT_URL" bash web/test.sh; then
 	echo "e2e.sh: dev server log (last 40 lines):" >&2
 	tail -n 40 "$work/err" >&2
 	exit 1

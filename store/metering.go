@@ -84,8 +84,10 @@ func (s *Store) Charge(ctx context.Context, r ChargeRequest) (billing.Debited, *
 	keyRef := s.fs.Collection(keysCol).Doc(r.Hash)
 	var out billing.Debited
 	var replay *billing.Answer
+	var written *billing.Account
+	refused := false
 	err = s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		out, replay = billing.Debited{}, nil
+		out, replay, written, refused = billing.Debited{}, nil, nil, false
 		var idemRef *firestore.DocumentRef
 		if r.Idem != nil {
 			idemRef = s.fs.Collection(idempotencyCol).Doc(r.Idem.ID)
@@ -106,10 +108,18 @@ func (s *Store) Charge(ctx context.Context, r ChargeRequest) (billing.Debited, *
 			return err
 		}
 		taken, err := a.DebitFrom(r.Cost, r.Now)
+		if errors.Is(err, billing.ErrInsufficientCredits) && a.Refused(r.Cost, r.Now) {
+			// The first refusal after credits came in: write its notice,
+			// and still answer 402.
+			s.putAccount(tx, a, r.Now)
+			written, refused = a, true
+			return nil
+		}
 		if err != nil {
 			return err
 		}
-		s.putAccount(tx, a)
+		s.putAccount(tx, a, r.Now)
+		written = a
 		if err := s.countUsage(tx, key.UID, r.Route, r.Now, r.Cost); err != nil {
 			return err
 		}
@@ -131,11 +141,18 @@ func (s *Store) Charge(ctx context.Context, r ChargeRequest) (billing.Debited, *
 		}
 		return nil
 	}, firestore.MaxAttempts(debitAttempts))
+	if refused && err != nil {
+		return billing.Debited{}, nil, billing.ErrInsufficientCredits // the notice is not worth failing the call for
+	}
 	if err != nil {
 		if errors.Is(err, billing.ErrNotFound) {
 			return billing.Debited{}, nil, billing.ErrInvalidAPIKey // the owner is gone
 		}
 		return billing.Debited{}, nil, fmt.Errorf("charge %s: %w", key.UID, err)
+	}
+	s.dispatch(ctx, written)
+	if refused {
+		return billing.Debited{}, nil, billing.ErrInsufficientCredits
 	}
 	return out, replay, nil
 }
@@ -238,7 +255,7 @@ func (s *Store) Refund(ctx context.Context, r RefundRequest) (int64, error) {
 			return err
 		}
 		a.Refund(r.RequestID, c.Taken, c.Cost, r.Now)
-		s.putAccount(tx, a)
+		s.putAccount(tx, a, r.Now)
 		if err := s.countUsage(tx, c.UID, c.Route, c.At, -c.Cost); err != nil {
 			return err
 		}

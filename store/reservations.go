@@ -71,8 +71,9 @@ func (s *Store) Reserve(ctx context.Context, r ReserveRequest) (Reservation, *bi
 	}
 	var out Reservation
 	var replay *billing.Answer
+	var written *billing.Account
 	err = s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		out, replay = Reservation{}, nil
+		out, replay, written = Reservation{}, nil, nil
 		var idemRef *firestore.DocumentRef
 		if r.Idem != nil {
 			idemRef = s.fs.Collection(idempotencyCol).Doc(r.Idem.ID)
@@ -96,7 +97,8 @@ func (s *Store) Reserve(ctx context.Context, r ReserveRequest) (Reservation, *bi
 		if err != nil {
 			return err
 		}
-		s.putAccount(tx, a)
+		s.putAccount(tx, a, r.Now)
+		written = a
 		out = Reservation{ID: r.ID, UID: key.UID, KeyID: key.ID, Credits: l.Amount, ExpiresAt: l.ExpiresAt,
 			State: ReservationHeld, ExpireAt: l.ExpiresAt.Add(reservationRetention)}
 		if err := tx.Create(s.fs.Collection(reservationsCol).Doc(r.ID), out); err != nil {
@@ -116,6 +118,7 @@ func (s *Store) Reserve(ctx context.Context, r ReserveRequest) (Reservation, *bi
 		}
 		return Reservation{}, nil, fmt.Errorf("reserve on %s: %w", key.UID, err)
 	}
+	s.dispatch(ctx, written)
 	return out, replay, nil
 }
 
@@ -128,7 +131,9 @@ func (s *Store) Reserve(ctx context.Context, r ReserveRequest) (Reservation, *bi
 func (s *Store) EndReservation(ctx context.Context, id string, charged int64, now time.Time) (Reservation, error) {
 	ref := s.fs.Collection(reservationsCol).Doc(id)
 	var out Reservation
+	var written *billing.Account
 	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		written = nil
 		snap, err := tx.Get(ref)
 		if status.Code(err) == codes.NotFound {
 			return billing.ErrNotFound
@@ -159,7 +164,8 @@ func (s *Store) EndReservation(ctx context.Context, id string, charged int64, no
 		}
 		if !now.Before(res.ExpiresAt) {
 			res.State, res.Released, res.Balance = ReservationExpired, res.Credits, a.Balance(now)
-			s.putAccount(tx, a)
+			s.putAccount(tx, a, now)
+			written = a
 			out = res
 			return tx.Set(ref, res)
 		}
@@ -170,7 +176,8 @@ func (s *Store) EndReservation(ctx context.Context, id string, charged int64, no
 		if err != nil {
 			return err
 		}
-		s.putAccount(tx, a)
+		s.putAccount(tx, a, now)
+		written = a
 		if charged > 0 {
 			if err := s.countUsage(tx, res.UID, ReservationRoute, now, charged); err != nil {
 				return err
@@ -187,6 +194,7 @@ func (s *Store) EndReservation(ctx context.Context, id string, charged int64, no
 	if err != nil {
 		return Reservation{}, fmt.Errorf("end reservation %s: %w", id, err)
 	}
+	s.dispatch(ctx, written)
 	if out.State == ReservationExpired {
 		return out, billing.ErrReservationExpired
 	}

@@ -46,7 +46,9 @@ const keyTouchInterval = time.Minute
 type Store struct {
 	fs              *firestore.Client
 	free            billing.Plan
+	catalog         billing.Catalog // for the low-balance thresholds
 	requireVerified bool
+	onNotices       func(ctx context.Context, tasks []billing.NoticeTask)
 }
 
 var (
@@ -59,7 +61,7 @@ var (
 
 // New returns a Store on client; free is the plan new accounts start on.
 func New(client *firestore.Client, free billing.Plan) *Store {
-	return &Store{fs: client, free: free}
+	return &Store{fs: client, free: free, catalog: billing.DefaultCatalog()}
 }
 
 // RequireVerifiedEmail makes Provision open the account of an identity
@@ -100,6 +102,7 @@ func (s *Store) Provision(ctx context.Context, id billing.Identity, now time.Tim
 			return err
 		}
 		a := billing.OpenAccount(id, s.free, s.requireVerified, now)
+		a.WatchBalance(s.catalog, now) // arms the low-balance notice
 		if err := tx.Create(s.account(id.UID), a); err != nil {
 			return err
 		}
@@ -124,13 +127,14 @@ func (s *Store) UpdateAccount(ctx context.Context, uid string, fn func(*billing.
 		if err := fn(a); err != nil {
 			return err
 		}
-		s.putAccount(tx, a)
+		s.putAccount(tx, a, time.Now())
 		out = a
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("update account %s: %w", uid, err)
 	}
+	s.dispatch(ctx, out)
 	return out, nil
 }
 
@@ -139,8 +143,9 @@ func (s *Store) UpdateAccount(ctx context.Context, uid string, fn func(*billing.
 func (s *Store) ApplyEvent(ctx context.Context, eventID, uid string, fn func(*billing.Account) error) (bool, error) {
 	ev := s.fs.Collection(eventsCol).Doc(eventID)
 	var applied bool
+	var written *billing.Account
 	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		applied = false
+		applied, written = false, nil
 		if _, err := tx.Get(ev); err == nil {
 			return nil
 		} else if status.Code(err) != codes.NotFound {
@@ -153,17 +158,18 @@ func (s *Store) ApplyEvent(ctx context.Context, eventID, uid string, fn func(*bi
 		if err := fn(a); err != nil {
 			return err
 		}
-		s.putAccount(tx, a)
 		now := time.Now()
+		s.putAccount(tx, a, now)
 		if err := tx.Create(ev, map[string]any{"uid": uid, "appliedAt": now, "expireAt": now.Add(eventRetention)}); err != nil {
 			return err
 		}
-		applied = true
+		applied, written = true, a
 		return nil
 	})
 	if err != nil {
 		return false, fmt.Errorf("apply event %s to %s: %w", eventID, uid, err)
 	}
+	s.dispatch(ctx, written)
 	return applied, nil
 }
 
@@ -401,10 +407,14 @@ func (s *Store) getAccount(tx *firestore.Transaction, uid string) (*billing.Acco
 	return s.accountAt(tx, uid, time.Now())
 }
 
-func (s *Store) putAccount(tx *firestore.Transaction, a *billing.Account) {
+// putAccount writes a with its new ledger entries and notices, after the
+// low-balance watch has looked at its balance at now.
+func (s *Store) putAccount(tx *firestore.Transaction, a *billing.Account, now time.Time) {
+	a.WatchBalance(s.catalog, now)
 	// Set and Create only fail on encoding, which the account's types rule out.
 	_ = tx.Set(s.account(a.UID), a)
 	s.writeEntries(tx, a)
+	s.writeNotices(tx, a)
 	for _, id := range a.SettledLeases() {
 		_ = tx.Delete(s.lease(a.UID, id))
 	}

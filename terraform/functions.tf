@@ -117,6 +117,19 @@ locals {
       secrets     = []
       env         = {}
     }
+    task-notify = {
+      entry_point = "TaskNotify"
+      description = "Cloud Tasks handler: delivers one notice (email over SMTP, the operator's signed webhook)."
+      public      = false
+      memory      = "256Mi"
+      cpu         = null
+      concurrency = 1
+      timeout     = 120
+      account     = "functions"
+      # The notices' secrets, once the deployment uses them (secrets.tf).
+      secrets = keys(local.notify_secrets_mounted)
+      env     = {}
+    }
   }
 
   # The cloudfunctions.net URL of each function, known before it exists
@@ -159,12 +172,18 @@ locals {
     # admits only tokens for the URL called); every function's init wires
     # both task handlers, so every function needs it.
     TASKS_RECONCILE_URL = local.run_url["task-reconcile"]
-    LOG_FORMAT          = var.log_format
-    METER_MODE          = var.meter_mode
-    LEASE_TTL           = var.lease_ttl
-    LEASE_IDLE          = var.lease_idle
-    LEASE_MAX_BLOCK     = tostring(var.lease_max_block)
-    KEY_CACHE_TTL       = var.key_cache_ttl
+    # Notices: every function that changes accounts schedules their delivery
+    # on the notices queue, with OIDC tokens for TaskNotify's run.app URL.
+    TASKS_NOTIFY_URL     = local.run_url["task-notify"]
+    TASKS_NOTIFY_QUEUE   = "projects/${var.project_id}/locations/${google_cloud_tasks_queue.notices.location}/queues/${google_cloud_tasks_queue.notices.name}"
+    MAIL_FROM            = var.mail_from
+    OPERATOR_WEBHOOK_URL = var.operator_webhook_url
+    LOG_FORMAT           = var.log_format
+    METER_MODE           = var.meter_mode
+    LEASE_TTL            = var.lease_ttl
+    LEASE_IDLE           = var.lease_idle
+    LEASE_MAX_BLOCK      = tostring(var.lease_max_block)
+    KEY_CACHE_TTL        = var.key_cache_ttl
     # Free credits only for verified emails, against throwaway sign-ups.
     REQUIRE_VERIFIED_EMAIL = tostring(var.require_verified_email)
   }
@@ -273,8 +292,8 @@ resource "google_cloudfunctions2_function" "fn" {
       content {
         key        = secret_environment_variables.key
         project_id = var.project_id
-        secret     = google_secret_manager_secret.stripe[secret_environment_variables.key].secret_id
-        version    = data.google_secret_manager_secret_version.stripe[secret_environment_variables.key].version
+        secret     = local.secret_ids[secret_environment_variables.key]
+        version    = local.secret_versions[secret_environment_variables.key]
       }
     }
   }
@@ -286,5 +305,6 @@ resource "google_cloudfunctions2_function" "fn" {
     google_project_iam_member.user,
     google_project_iam_member.meter_firestore,
     google_secret_manager_secret_iam_member.functions_read_stripe,
+    google_secret_manager_secret_iam_member.functions_read_notify,
   ]
 }

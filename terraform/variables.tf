@@ -224,3 +224,26 @@ variable "artifact_keep_count" {
     error_message = "artifact_keep_count must be a whole number, 1 or more."
   }
 }
+
+variable "mail_from" {
+  type        = string
+  description = "Sender of the notices' emails (MAIL_FROM), e.g. \"Paymeter <billing@example.com>\"."
+  default     = "Paymeter <noreply@localhost>"
+}
+
+variable "smtp_enabled" {
+  type        = bool
+  description = "Send the notices' emails: TaskNotify mounts the smtp-url secret as SMTP_URL (add its version first, see README.md)."
+  default     = false
+}
+
+variable "operator_webhook_url" {
+  type        = string
+  description = "The operator's webhook for signed notice events (OPERATOR_WEBHOOK_URL); empty: none. TaskNotify mounts the operator-webhook-secret secret (add its version first)."
+  default     = ""
+
+  validation {
+    condition     = var.operator_webhook_url == "" || startswith(var.operator_webhook_url, "https://")
+    error_message = "operator_webhook_url must be empty or an https:// URL."
+  }
+}

@@ -84,6 +84,14 @@ export function createApi({ origin = '', getToken = async () => null, fetchImpl 
         throw err
       }
     },
+    // The owner's notification settings: {lowBalance:{enabled,threshold,defaultThreshold,custom},billingEmails,moneyEmails}.
+    async notifications() {
+      return authed('GET', '/api/notifications')
+    },
+    // Saves any subset of {lowBalance:{enabled,threshold},billingEmails}; a threshold of 0 is the default.
+    async saveNotifications(settings) {
+      return authed('PUT', '/api/notifications', { body: settings })
+    },
     // One metered call with an API key. Resolves to {credits}; a refusal
     // (401 invalid_api_key, 402 insufficient_credits, ...) throws ApiError.
     // One call to any metered route (an upstream's, like /v1/stats) with a
