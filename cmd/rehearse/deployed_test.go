@@ -1,7 +1,10 @@
 package main
 
 import (
+	"os"
+	"regexp"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/paymeter/paymeter/functions"
@@ -27,6 +30,29 @@ func TestDeployedIsWhatTerraformDeploys(t *testing.T) {
 	for _, e := range functions.Table {
 		if !slices.Contains(entries, e.Name) {
 			t.Errorf("%s is in functions.Table but not rehearsed (terraform/functions.tf: %v)", e.Name, entries)
+		}
+	}
+}
+
+// The rehearsal gives the functions every setting Terraform gives them.
+func TestFunctionEnvIsTerraformsEnvironment(t *testing.T) {
+	tf, err := os.ReadFile("../../terraform/functions.tf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := regexp.MustCompile(`(?s)function_env = \{\n(.*?)\n  \}`).FindSubmatch(tf)
+	if block == nil {
+		t.Fatal("terraform/functions.tf has no local.function_env")
+	}
+	r := &rehearsal{}
+	have := map[string]bool{}
+	for _, kv := range r.functionEnv("demo-p", "europe-west2", "q") {
+		k, _, _ := strings.Cut(kv, "=")
+		have[k] = true
+	}
+	for _, m := range regexp.MustCompile(`(?m)^\s+([A-Z_]+)\s+=`).FindAllSubmatch(block[1], -1) {
+		if !have[string(m[1])] {
+			t.Errorf("terraform sets %s on every function; the rehearsal does not", m[1])
 		}
 	}
 }

@@ -299,7 +299,8 @@ func (r *rehearsal) setUp() error {
 	}
 	queue := fmt.Sprintf("projects/%s/locations/%s/queues/paymeter-grants", project, region)
 	if err := r.start("cloud-tasks-emulator", tasksBin, []string{"HTTPS_PROXY=" + r.proxyURL, "SSL_CERT_FILE=" + caFile},
-		"-host", "127.0.0.1", "-port", tasksPort, "-openid-issuer", f.tasksIssuer, "-queue", queue); err != nil {
+		"-host", "127.0.0.1", "-port", tasksPort, "-openid-issuer", f.tasksIssuer, "-queue", queue,
+		"-queue", noticesQueue(project, region)); err != nil {
 		return err
 	}
 	if err := waitHTTP(f.stripeMock+"/v1/customers", 30*time.Second); err != nil {
@@ -353,6 +354,11 @@ func (r *rehearsal) setUp() error {
 	return nil
 }
 
+// noticesQueue is the queue of notice tasks (terraform/tasks.tf).
+func noticesQueue(project, region string) string {
+	return fmt.Sprintf("projects/%s/locations/%s/queues/paymeter-notices", project, region)
+}
+
 // functionEnv is the environment terraform/functions.tf gives every
 // function (local.function_env), with the run.app URLs of the task handlers.
 func (r *rehearsal) functionEnv(project, region, queue string) []string {
@@ -371,6 +377,13 @@ func (r *rehearsal) functionEnv(project, region, queue string) []string {
 		"TASKS_AUDIENCE=" + grant,
 		"TASKS_SERVICE_ACCOUNT=paymeter-tasks@" + project + ".iam.gserviceaccount.com",
 		"TASKS_RECONCILE_URL=" + fmt.Sprintf("https://task-reconcile-%s.%s.run.app", projectNumber, region),
+		"TASKS_NOTIFY_URL=" + fmt.Sprintf("https://task-notify-%s.%s.run.app", projectNumber, region),
+		"TASKS_NOTIFY_QUEUE=" + noticesQueue(project, region),
+		"METER_UPSTREAMS=",
+		"METER_UPSTREAM_TIMEOUT=30s",
+		"METER_CHARGE_ON=non5xx",
+		"MAIL_FROM=Paymeter <noreply@localhost>",
+		"OPERATOR_WEBHOOK_URL=",
 		"LOG_FORMAT=json",
 		"METER_MODE=txn",
 		"LEASE_TTL=30s",
