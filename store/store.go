@@ -50,11 +50,12 @@ type Store struct {
 }
 
 var (
-	_ billing.Accounts = (*Store)(nil)
-	_ billing.History  = (*Store)(nil)
-	_ billing.KeyStore = (*Store)(nil)
-	_ billing.Meter    = (*Store)(nil)
-	_ billing.Events   = (*Store)(nil)
+	_ billing.Accounts  = (*Store)(nil)
+	_ billing.History   = (*Store)(nil)
+	_ billing.KeyStore  = (*Store)(nil)
+	_ billing.Meter     = (*Store)(nil)
+	_ billing.KeyDebits = (*Store)(nil)
+	_ billing.Events    = (*Store)(nil)
 )
 
 // New returns a Store on client; free is the plan new accounts start on.
@@ -301,21 +302,47 @@ func (s *Store) DebitKey(ctx context.Context, hash string, cost int64, now time.
 	if key.Revoked {
 		return 0, billing.ErrInvalidAPIKey
 	}
+	return s.DebitFor(ctx, hash, key, cost, now)
+}
+
+// DebitFor debits cost credits from the account of key, stored under hash,
+// which the caller read and admitted: one transaction on the account. A key
+// with a daily cap also has its day's use read and counted in that
+// transaction (apiKeys/{hash}/usage/{month}, field days.{dd}), so that
+// concurrent calls never pass the cap; a CodeKeyLimitReached error debits
+// nothing.
+func (s *Store) DebitFor(ctx context.Context, hash string, key billing.APIKey, cost int64, now time.Time) (int64, error) {
 	keyRef := s.fs.Collection(keysCol).Doc(hash)
+	month, day := billing.UsageKeys(now)
+	keyUsage := keyRef.Collection(usageCol).Doc(month)
+	capped := key.Limits.CreditsPerDay > 0
 	var remaining int64
-	err = s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		a, err := s.getAccount(tx, key.UID)
 		if err != nil {
 			return err
+		}
+		if capped {
+			used, err := dayUse(tx, keyUsage, day)
+			if err != nil {
+				return err
+			}
+			if err := key.Limits.AdmitDay(used, cost); err != nil {
+				return err
+			}
 		}
 		if err := a.Debit(cost, now); err != nil {
 			return err
 		}
 		s.putAccount(tx, a)
-		month, day := billing.UsageKeys(now)
 		usage := s.account(key.UID).Collection(usageCol).Doc(month)
 		if err := tx.Set(usage, map[string]any{"days": map[string]any{day: firestore.Increment(cost)}}, firestore.MergeAll); err != nil {
 			return err
+		}
+		if capped {
+			if err := tx.Set(keyUsage, map[string]any{"days": map[string]any{day: firestore.Increment(cost)}}, firestore.MergeAll); err != nil {
+				return err
+			}
 		}
 		if now.Sub(key.LastUsedAt) > keyTouchInterval {
 			if err := tx.Update(keyRef, []firestore.Update{{Path: "lastUsedAt", Value: now}}); err != nil {
@@ -329,9 +356,48 @@ func (s *Store) DebitKey(ctx context.Context, hash string, cost int64, now time.
 		if errors.Is(err, billing.ErrNotFound) {
 			return 0, billing.ErrInvalidAPIKey // the owner is gone
 		}
+		if billing.ErrorCode(err) == billing.CodeKeyLimitReached {
+			return 0, err
+		}
 		return 0, fmt.Errorf("debit %s: %w", key.UID, err)
 	}
 	return remaining, nil
+}
+
+// dayUse reads the credits counted on day in the usage document ref.
+func dayUse(tx *firestore.Transaction, ref *firestore.DocumentRef, day string) (int64, error) {
+	snap, err := tx.Get(ref)
+	if status.Code(err) == codes.NotFound {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	v, err := snap.DataAt("days." + day)
+	if err != nil {
+		return 0, nil // no use that day
+	}
+	n, _ := v.(int64)
+	return n, nil
+}
+
+// KeyDayUse is the credits the key under hash spent on t's UTC day, as
+// counted for its daily cap (only while it has one).
+func (s *Store) KeyDayUse(ctx context.Context, hash string, t time.Time) (int64, error) {
+	month, day := billing.UsageKeys(t)
+	snap, err := s.fs.Collection(keysCol).Doc(hash).Collection(usageCol).Doc(month).Get(ctx)
+	if status.Code(err) == codes.NotFound {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("key usage: %w", err)
+	}
+	v, err := snap.DataAt("days." + day)
+	if err != nil {
+		return 0, nil
+	}
+	n, _ := v.(int64)
+	return n, nil
 }
 
 // debitAttempts is how often a contended debit transaction is retried
@@ -395,6 +461,77 @@ func (s *Store) RevokeKey(ctx context.Context, uid, id string) error {
 		return fmt.Errorf("revoke key %s: %w", id, err)
 	}
 	return nil
+}
+
+// UpdateKey runs fn on uid's unrevoked key id in a transaction and stores
+// its name, expiry, scopes and limits.
+func (s *Store) UpdateKey(ctx context.Context, uid, id string, fn func(*billing.APIKey) error) (billing.APIKey, error) {
+	var out billing.APIKey
+	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		ref, k, err := s.ownKey(tx, uid, id)
+		if err != nil {
+			return err
+		}
+		if err := fn(&k); err != nil {
+			return err
+		}
+		var expires any = firestore.Delete
+		if !k.ExpiresAt.IsZero() {
+			expires = k.ExpiresAt
+		}
+		var scopes any = firestore.Delete
+		if len(k.Scopes) > 0 {
+			scopes = k.Scopes
+		}
+		out = k
+		return tx.Update(ref, []firestore.Update{{Path: "name", Value: k.Name}, {Path: "expiresAt", Value: expires},
+			{Path: "scopes", Value: scopes}, {Path: "limits", Value: k.Limits}})
+	})
+	if err != nil {
+		return billing.APIKey{}, fmt.Errorf("update key %s: %w", id, err)
+	}
+	return out, nil
+}
+
+// RollKey runs roll on uid's unrevoked key id and, in the same transaction,
+// stores the old key as roll changed it (kept keyRetention past its end,
+// a Firestore TTL on expireAt) and the new key under its hash.
+func (s *Store) RollKey(ctx context.Context, uid, id string, roll func(*billing.APIKey) (string, billing.APIKey, error)) error {
+	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		ref, k, err := s.ownKey(tx, uid, id)
+		if err != nil {
+			return err
+		}
+		hash, next, err := roll(&k)
+		if err != nil {
+			return err
+		}
+		if err := tx.Update(ref, []firestore.Update{{Path: "revoked", Value: k.Revoked}, {Path: "expiresAt", Value: k.ExpiresAt},
+			{Path: "rolledTo", Value: k.RolledTo}, {Path: "expireAt", Value: k.ExpiresAt.Add(keyRetention)}}); err != nil {
+			return err
+		}
+		return tx.Create(s.fs.Collection(keysCol).Doc(hash), next)
+	})
+	if err != nil {
+		return fmt.Errorf("roll key %s: %w", id, err)
+	}
+	return nil
+}
+
+// ownKey reads uid's unrevoked key id in tx.
+func (s *Store) ownKey(tx *firestore.Transaction, uid, id string) (*firestore.DocumentRef, billing.APIKey, error) {
+	snaps, err := tx.Documents(s.keysOf(uid).Where("id", "==", id).Limit(1)).GetAll()
+	if err != nil {
+		return nil, billing.APIKey{}, err
+	}
+	if len(snaps) == 0 {
+		return nil, billing.APIKey{}, billing.ErrNotFound
+	}
+	var k billing.APIKey
+	if err := snaps[0].DataTo(&k); err != nil {
+		return nil, billing.APIKey{}, fmt.Errorf("decode key: %w", err)
+	}
+	return snaps[0].Ref, k, nil
 }
 
 // SavePlans writes the catalog to plans/{name}, readable by everyone.
