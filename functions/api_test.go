@@ -49,6 +49,7 @@ type harness struct {
 	store *store.Store
 	sched *mock.Scheduler
 	logs  *bytes.Buffer
+	clock *clock.Fixed
 }
 
 func newHarness(t *testing.T, env map[string]string) *harness {
@@ -73,9 +74,9 @@ func newHarnessAuth(t *testing.T, env map[string]string, auth billing.TokenVerif
 	cat := billing.DefaultCatalog()
 	st := store.New(client, cat.Free())
 	st.RequireVerifiedEmail(cfg.RequireVerifiedEmail)
-	h := &harness{t: t, mux: http.NewServeMux(), store: st, sched: &mock.Scheduler{}, logs: &bytes.Buffer{}}
-	srv := &functions.Server{Config: cfg, Catalog: cat, Accounts: st, History: st, Keys: st, Meter: st, Events: st,
-		Scheduler: h.sched, Auth: auth, Clock: clock.NewFixed(t0), Random: rand.Reader,
+	h := &harness{t: t, mux: http.NewServeMux(), store: st, sched: &mock.Scheduler{}, logs: &bytes.Buffer{}, clock: clock.NewFixed(t0)}
+	srv := &functions.Server{Config: cfg, Catalog: cat, Accounts: st, History: st, Keys: st, Meter: st, KeyDebits: st, Events: st,
+		Scheduler: h.sched, Auth: auth, Clock: h.clock, Random: rand.Reader,
 		Log: slog.New(slog.NewTextHandler(h.logs, nil))}
 	srv.Mount(h.mux, srv.Functions())
 	return h

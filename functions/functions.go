@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
+	"sync"
 
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/config"
@@ -48,7 +49,7 @@ type Needs struct {
 // Table is every entry point. TestTableIsWhatIsDeployed holds firebase.json
 // and terraform/functions.tf to it.
 var Table = []Entry{
-	{Name: "User", Paths: []string{"/api/plans", "/api/user", "/api/keys", "/api/keys/{id}", "/api/usage", "/api/ledger"},
+	{Name: "User", Paths: []string{"/api/plans", "/api/user", "/api/keys", "/api/keys/{id}", "/api/keys/{id}/roll", "/api/usage", "/api/ledger"},
 		Needs: Needs{Auth: true, Scheduler: true}},
 	{Name: "Meter", Paths: []string{"/api/meter"}}, // and the routes of METER_COSTS
 	{Name: "Checkout", Paths: []string{"/api/checkout"}, Needs: Needs{Auth: true, Scheduler: true, Payments: true}},
@@ -78,12 +79,17 @@ type Function struct {
 // Server holds the dependencies of every handler. Set the fields, then call
 // Functions; a nil dependency is only allowed where a function is unused.
 type Server struct {
-	Config    config.Config
-	Catalog   billing.Catalog
-	Accounts  billing.Accounts
-	History   billing.History
-	Keys      billing.KeyStore
-	Meter     billing.Meter
+	Config   config.Config
+	Catalog  billing.Catalog
+	Accounts billing.Accounts
+	History  billing.History
+	Keys     billing.KeyStore
+	Meter    billing.Meter
+	// KeyDebits debits for a key already checked: every call in txn mode,
+	// capped keys' calls in lease mode. Nil: Meter debits every call.
+	KeyDebits billing.KeyDebits
+	// Limiter holds keys to their rates; nil: a LocalLimiter.
+	Limiter   RateLimiter
 	Events    billing.Events
 	Scheduler billing.Scheduler
 	Payments  billing.Payments
@@ -97,6 +103,11 @@ type Server struct {
 	// locally). Without them Functions leaves those entry points out.
 	Tasks     TaskStore
 	TaskGuard func(audience string) func(http.Handler) http.Handler
+
+	localOnce sync.Once
+	local     *LocalLimiter
+	keyMu     sync.Mutex
+	keyCache  map[string]cachedKey
 }
 
 // TaskStore is what the task handlers need of the store.

@@ -21,17 +21,22 @@ func (s *Server) meter(w http.ResponseWriter, r *http.Request) {
 		s.Fail(w, r, err)
 		return
 	}
-	if !billing.WellFormedKey(key) {
-		s.Fail(w, r, billing.ErrInvalidAPIKey)
-		return
-	}
-	remaining, err := s.Meter.DebitKey(r.Context(), billing.HashKey(key), cost, s.Clock.Now())
+	c, err := s.chargeKey(r.Context(), key, meteredRoute(r.URL.Path), cost)
 	if err != nil {
 		s.Fail(w, r, err)
 		return
 	}
-	w.Header().Set("X-Credits-Remaining", strconv.FormatInt(remaining, 10))
-	httpjson.Write(w, http.StatusOK, map[string]int64{"credits": remaining})
+	w.Header().Set("X-Credits-Remaining", strconv.FormatInt(c.Remaining, 10))
+	httpjson.Write(w, http.StatusOK, map[string]int64{"credits": c.Remaining})
+}
+
+// meteredRoute is the route a call of path is metered as: the function's
+// own URL ("/") is /api/meter.
+func meteredRoute(path string) string {
+	if path == "/" || path == "" {
+		return "/api/meter"
+	}
+	return path
 }
 
 // costOf is the operator's cost of a metered path. The function's own URL

@@ -68,7 +68,7 @@ func (c *Core) Server(clock billing.Clock, sched billing.Scheduler, pay billing.
 		meter = c.Leases
 	}
 	return &Server{Config: c.Config, Catalog: c.Catalog, Accounts: c.Store, History: c.Store, Keys: c.Store,
-		Meter: meter, Events: c.Store, Scheduler: sched, Payments: pay, Webhooks: payments.NewWebhook(webhookSecret),
+		Meter: meter, KeyDebits: c.Store, Events: c.Store, Scheduler: sched, Payments: pay, Webhooks: payments.NewWebhook(webhookSecret),
 		Auth: c.Auth, Clock: clock, Random: rand.Reader, Log: c.Log, Tasks: c.Store}
 }
 
