@@ -22,6 +22,7 @@ import (
 	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/internal/emulator"
 	"github.com/paymeter/paymeter/internal/mock"
+	"github.com/paymeter/paymeter/lease"
 	"github.com/paymeter/paymeter/store"
 )
 
@@ -75,7 +76,13 @@ func newHarnessAuth(t *testing.T, env map[string]string, auth billing.TokenVerif
 	st := store.New(client, cat.Free())
 	st.RequireVerifiedEmail(cfg.RequireVerifiedEmail)
 	h := &harness{t: t, mux: http.NewServeMux(), store: st, sched: &mock.Scheduler{}, logs: &bytes.Buffer{}, clock: clock.NewFixed(t0)}
-	srv := &functions.Server{Config: cfg, Catalog: cat, Accounts: st, History: st, Keys: st, Meter: st, KeyDebits: st, Events: st,
+	var meter billing.Meter = st
+	if cfg.MeterMode == "lease" {
+		m := lease.New(st, h.clock, lease.Config{KeyTTL: cfg.KeyCacheTTL}, nil)
+		t.Cleanup(func() { _ = m.Close(context.Background()) })
+		meter = m
+	}
+	srv := &functions.Server{Config: cfg, Catalog: cat, Accounts: st, History: st, Keys: st, Meter: meter, KeyDebits: st, Events: st,
 		Scheduler: h.sched, Auth: auth, Clock: h.clock, Random: rand.Reader,
 		Log: slog.New(slog.NewTextHandler(h.logs, nil))}
 	srv.Mount(h.mux, srv.Functions())

@@ -35,9 +35,13 @@ func (s *Server) chargeKey(ctx context.Context, secret, route string, cost int64
 		return charge{}, err
 	}
 	var remaining int64
+	capped := key.Limits.CreditsPerDay > 0
+	if capped && s.KeyDebits == nil {
+		return charge{}, errors.New("charge key: a key with a daily cap needs Server.KeyDebits")
+	}
 	// A capped key is debited by one transaction per call, in both modes,
 	// so that its day's use is counted with the debit (docs/cost.md).
-	if s.KeyDebits != nil && (key.Limits.CreditsPerDay > 0 || s.Config.MeterMode != "lease") {
+	if s.KeyDebits != nil && (capped || s.Config.MeterMode != "lease") {
 		remaining, err = s.KeyDebits.DebitFor(ctx, hash, key, cost, now)
 	} else {
 		remaining, err = s.Meter.DebitKey(ctx, hash, cost, now)
