@@ -51,6 +51,9 @@ type harness struct {
 	sched *mock.Scheduler
 	logs  *bytes.Buffer
 	clock *clock.Fixed
+	// instance serves the same store as another function instance would,
+	// with the rate limiter lim.
+	instance func(lim functions.RateLimiter) *http.ServeMux
 }
 
 func newHarness(t *testing.T, env map[string]string) *harness {
@@ -76,16 +79,21 @@ func newHarnessAuth(t *testing.T, env map[string]string, auth billing.TokenVerif
 	st := store.New(client, cat.Free())
 	st.RequireVerifiedEmail(cfg.RequireVerifiedEmail)
 	h := &harness{t: t, mux: http.NewServeMux(), store: st, sched: &mock.Scheduler{}, logs: &bytes.Buffer{}, clock: clock.NewFixed(t0)}
-	var meter billing.Meter = st
-	if cfg.MeterMode == "lease" {
-		m := lease.New(st, h.clock, lease.Config{KeyTTL: cfg.KeyCacheTTL}, nil)
-		t.Cleanup(func() { _ = m.Close(context.Background()) })
-		meter = m
+	log := slog.New(slog.NewTextHandler(h.logs, nil))
+	h.instance = func(lim functions.RateLimiter) *http.ServeMux {
+		var meter billing.Meter = st
+		if cfg.MeterMode == "lease" {
+			m := lease.New(st, h.clock, lease.Config{KeyTTL: cfg.KeyCacheTTL}, nil)
+			t.Cleanup(func() { _ = m.Close(context.Background()) })
+			meter = m
+		}
+		srv := &functions.Server{Config: cfg, Catalog: cat, Accounts: st, History: st, Keys: st, Meter: meter, KeyDebits: st, Events: st,
+			Scheduler: h.sched, Auth: auth, Clock: h.clock, Random: rand.Reader, Limiter: lim, Log: log}
+		mux := http.NewServeMux()
+		srv.Mount(mux, srv.Functions())
+		return mux
 	}
-	srv := &functions.Server{Config: cfg, Catalog: cat, Accounts: st, History: st, Keys: st, Meter: meter, KeyDebits: st, Events: st,
-		Scheduler: h.sched, Auth: auth, Clock: h.clock, Random: rand.Reader,
-		Log: slog.New(slog.NewTextHandler(h.logs, nil))}
-	srv.Mount(h.mux, srv.Functions())
+	h.mux = h.instance(nil)
 	return h
 }
 

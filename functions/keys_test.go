@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/paymeter/paymeter/ratelimit"
 )
 
 // meterEnv meters /api/meter and /api/search.
@@ -252,4 +254,48 @@ func TestRateLimitAnswers429WithRetryAfterAndDebitsNothing(t *testing.T) {
 	if res := h.meter(secret, "/api/meter"); res.status != 200 {
 		t.Fatalf("a second later: %d %s", res.status, res.raw)
 	}
+}
+
+// Two function instances serving one key on one store, each with its own
+// rate limiter as deployed, called in turn every 10 ms of the clock: in
+// any second they let through at most perSecond + burst calls, every
+// refusal is a 429 with Retry-After, and only the calls let through are
+// debited.
+func TestRateLimitHoldsAcrossTwoInstances(t *testing.T) {
+	h := newHarness(t, meterEnv)
+	secret := h.createKey("ann", `{"name":"slow","limits":{"perSecond":2,"burst":2}}`)["key"].(string)
+	instances := []*http.ServeMux{
+		h.instance(ratelimit.New(h.store, h.clock, ratelimit.Config{Owner: "a"}, nil)),
+		h.instance(ratelimit.New(h.store, h.clock, ratelimit.Config{Owner: "b"}, nil)),
+	}
+	var admitted []time.Time
+	for i := range 250 { // 2.5 s
+		h.clock.Set(t0.Add(time.Duration(i) * 10 * time.Millisecond))
+		for _, mux := range instances {
+			res := serve(mux, "POST", "/api/meter", "", "X-API-Key", secret)
+			switch {
+			case res.status == 200:
+				admitted = append(admitted, h.clock.Now())
+			case res.status != 429 || errorCode(t, res) != "rate_limited" || res.header.Get("Retry-After") == "":
+				t.Fatalf("answer %d %v %s", res.status, res.header, res.raw)
+			}
+		}
+	}
+	most := 0
+	for i, at := range admitted {
+		n := 0
+		for _, other := range admitted[i:] {
+			if other.Sub(at) < time.Second {
+				n++
+			}
+		}
+		most = max(most, n)
+	}
+	if most > 4 || len(admitted) < 4 {
+		t.Errorf("%d calls let through, at most %d in one second; want at most 4 (2/s + burst 2)", len(admitted), most)
+	}
+	if used := h.as("ann", "GET", "/api/usage?days=1", "").body["days"].([]any)[0].(map[string]any)["credits"]; used != float64(len(admitted)) {
+		t.Errorf("%v credits used for %d calls let through", used, len(admitted))
+	}
+	t.Logf("%d calls let through in 2.5 s, at most %d in any second", len(admitted), most)
 }

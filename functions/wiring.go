@@ -15,6 +15,7 @@ import (
 	"github.com/paymeter/paymeter/firebaseauth"
 	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/lease"
+	"github.com/paymeter/paymeter/ratelimit"
 	"github.com/paymeter/paymeter/payments"
 	"github.com/paymeter/paymeter/store"
 	"github.com/paymeter/paymeter/tasks"
@@ -69,7 +70,8 @@ func (c *Core) Server(clock billing.Clock, sched billing.Scheduler, pay billing.
 	}
 	return &Server{Config: c.Config, Catalog: c.Catalog, Accounts: c.Store, History: c.Store, Keys: c.Store,
 		Meter: meter, KeyDebits: c.Store, Events: c.Store, Scheduler: sched, Payments: pay, Webhooks: payments.NewWebhook(webhookSecret),
-		Auth: c.Auth, Clock: clock, Random: rand.Reader, Log: c.Log, Tasks: c.Store}
+		Limiter: ratelimit.New(c.Store, clock, ratelimit.Config{}, c.Log),
+		Auth:    c.Auth, Clock: clock, Random: rand.Reader, Log: c.Log, Tasks: c.Store}
 }
 
 // Production returns the entry point named target as deployed, or every

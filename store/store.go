@@ -534,6 +534,30 @@ func (s *Store) ownKey(tx *firestore.Transaction, uid, id string) (*firestore.Do
 	return snaps[0].Ref, k, nil
 }
 
+// ClaimRate runs fn on the rate pool of the key hashed as hash
+// (apiKeys/{hash}/limits/rate) in a transaction and stores it.
+func (s *Store) ClaimRate(ctx context.Context, hash string, fn func(*billing.RatePool)) error {
+	ref := s.fs.Collection(keysCol).Doc(hash).Collection("limits").Doc("rate")
+	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		var p billing.RatePool
+		snap, err := tx.Get(ref)
+		switch {
+		case err == nil:
+			if err := snap.DataTo(&p); err != nil {
+				return fmt.Errorf("decode rate pool: %w", err)
+			}
+		case status.Code(err) != codes.NotFound:
+			return err
+		}
+		fn(&p)
+		return tx.Set(ref, p)
+	}, firestore.MaxAttempts(debitAttempts))
+	if err != nil {
+		return fmt.Errorf("claim rate: %w", err)
+	}
+	return nil
+}
+
 // SavePlans writes the catalog to plans/{name}, readable by everyone.
 func (s *Store) SavePlans(ctx context.Context, c billing.Catalog) error {
 	bw := s.fs.BulkWriter(ctx)
