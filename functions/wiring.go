@@ -15,8 +15,8 @@ import (
 	"github.com/paymeter/paymeter/firebaseauth"
 	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/lease"
-	"github.com/paymeter/paymeter/ratelimit"
 	"github.com/paymeter/paymeter/payments"
+	"github.com/paymeter/paymeter/ratelimit"
 	"github.com/paymeter/paymeter/store"
 	"github.com/paymeter/paymeter/tasks"
 )
