@@ -108,9 +108,14 @@ type Account struct {
 	// Leases are blocks of credits debited to function instances that spend
 	// them in memory (lease.go); they are not part of the balance.
 	Leases []Lease `firestore:"leases,omitempty"`
+	// Notify is the owner's notification settings; Watch what the balance
+	// notices remember (notify.go).
+	Notify NotifySettings `firestore:"notify"`
+	Watch  NoticeWatch    `firestore:"watch"`
 
 	entries []Entry  // ledger entries made since load, written with the account
 	settled []string // leases settled since load, whose lease documents go with the account
+	notices []Notice // notices made since load, written to the outbox with the account
 }
 
 // NewAccount returns a Free account with its first Free grant, expiring a
@@ -184,24 +189,8 @@ func (a *Account) Expire(now time.Time) {
 // or while the account is in debt, and a CodeBadRequest error when n is not
 // positive.
 func (a *Account) Debit(n int64, now time.Time) error {
-	if n <= 0 {
-		return Errorf(CodeBadRequest, "a debit must be positive, got %d", n)
-	}
-	a.Expire(now)
-	if a.Debt > 0 || a.Balance(now) < n {
-		return ErrInsufficientCredits
-	}
-	sortByExpiry(a.Grants)
-	for i := range a.Grants {
-		take := min(n, a.Grants[i].Remaining)
-		a.Grants[i].Remaining -= take
-		n -= take
-		if n == 0 {
-			break
-		}
-	}
-	a.Credits = a.Balance(now)
-	return nil
+	_, err := a.DebitFrom(n, now)
+	return err
 }
 
 // Credit returns n credits to the account as a grant that never expires;
@@ -225,6 +214,9 @@ func (a *Account) AddGrant(g Grant, now time.Time, note string) bool {
 		g.GrantedAt = now
 	}
 	a.Grants = append(a.Grants, g)
+	if g.Amount > 0 {
+		a.armExhausted()
+	}
 	a.record(Entry{ID: "grant-" + g.ID, Kind: EntryGrant, Source: g.Source, Credits: g.Amount,
 		GrantID: g.ID, At: g.GrantedAt, ExpiresAt: g.ExpiresAt, Note: note})
 	if g.Payment != "" {
@@ -254,10 +246,25 @@ func (a *Account) Reverse(payment string, charged, refunded, disputed int64, now
 	r.Disputed = max(r.Disputed, disputed)
 	a.Reversals[payment] = r
 	a.Expire(now)
+	owed := a.owed()
 	taken := a.applyReversal(payment, now)
 	a.payDebt(now)
 	a.Credits = a.Balance(now)
+	if newDebt := a.owed() - owed; taken > 0 || newDebt > 0 {
+		a.notify(Notice{ID: fmt.Sprintf("clawback-%s-%d-%d", payment, r.Refunded, r.Disputed), Type: NoticeClawback,
+			Created: now, Data: NoticeData{Payment: payment, TakenBack: taken, Debt: newDebt, Balance: a.Balance(now),
+				Plan: a.Plan, Reason: reversalWords(r)}})
+	}
 	return taken
+}
+
+// owed is what refunds and disputes have taken beyond their grants, in all.
+func (a *Account) owed() int64 {
+	var n int64
+	for _, g := range a.Grants {
+		n += g.Owed
+	}
+	return n
 }
 
 // applyReversal takes back from the grants that payment bought what the

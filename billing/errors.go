@@ -25,6 +25,11 @@ const (
 	CodeInvalidSignature    = "invalid_signature"
 	CodeUnavailable         = "unavailable"
 	CodeInternal            = "internal"
+	// The metered API's own (docs/api.md, "The metered API" and "Operator API").
+	CodeIdempotencyConflict = "idempotency_conflict"
+	CodeUpstreamError       = "upstream_error"
+	CodeUpstreamTimeout     = "upstream_timeout"
+	CodeReservationExpired  = "reservation_expired"
 )
 
 // Error is a failure the client is told about: a code and a human message
@@ -73,6 +78,8 @@ var (
 	ErrTooManyKeys         = &Error{Code: CodeTooManyKeys, Message: fmt.Sprintf("an account can have at most %d API keys; revoke one first", MaxKeys)}
 	ErrInvalidPlan         = &Error{Code: CodeInvalidPlan, Message: "choose a paid plan: Basic or Power"}
 	ErrAlreadySubscribed   = &Error{Code: CodeAlreadySubscribed, Message: "you already subscribe to this plan"}
+	ErrIdempotencyConflict = &Error{Code: CodeIdempotencyConflict, Message: "this Idempotency-Key was used for a different method or path"}
+	ErrReservationExpired  = &Error{Code: CodeReservationExpired, Message: "the reservation expired: all its credits were released"}
 	// ErrUnavailable answers a failure that passes: a retry soon succeeds.
 	ErrUnavailable = &Error{Code: CodeUnavailable, Message: "try again shortly"}
 )

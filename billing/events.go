@@ -208,6 +208,8 @@ func (a *Account) FailCheckout(e CheckoutPaymentFailed, c Catalog) error {
 	}
 	a.record(Entry{ID: "payment-failed-" + e.SessionID, Kind: EntryNote, Credits: 0, At: e.Created,
 		Note: fmt.Sprintf("Payment failed: %s not granted", what)})
+	a.notify(Notice{ID: "payment-failed-" + e.SessionID, Type: NoticePaymentFailed, Created: e.Created,
+		Data: NoticeData{Plan: p.Name, Reason: fmt.Sprintf("%s not granted", what)}})
 	return nil
 }
 
@@ -245,6 +247,9 @@ func (a *Account) FailInvoice(e InvoiceFailed, c Catalog, now time.Time) error {
 		a.observe(Subscription{ID: e.SubscriptionID, Plan: p.Name, Status: StatusPastDue,
 			CurrentPeriodEnd: e.PeriodEnd, UpdatedAt: e.Created}, c, now)
 	}
+	a.notify(Notice{ID: "payment-failed-" + e.InvoiceID, Type: NoticePaymentFailed, Created: e.Created,
+		Data: NoticeData{Plan: p.Name, Invoice: e.InvoiceID, Subscription: e.SubscriptionID, PeriodEnd: e.PeriodEnd,
+			Balance: a.Balance(now), Reason: fmt.Sprintf("the %s subscription's renewal was not paid", p.Name)}})
 	return nil
 }
 
@@ -258,8 +263,11 @@ func (a *Account) ChangeSubscription(e SubscriptionChanged, c Catalog, now time.
 	} else if e.Status != StatusCanceled && e.Status != StatusIncompleteExpired {
 		return fmt.Errorf("subscription %s: %w", e.SubscriptionID, err)
 	}
-	a.observe(Subscription{ID: e.SubscriptionID, Plan: plan, Status: e.Status,
-		CurrentPeriodEnd: e.CurrentPeriodEnd, CancelAtPeriodEnd: e.CancelAtPeriodEnd, UpdatedAt: e.Created}, c, now)
+	s := Subscription{ID: e.SubscriptionID, Plan: plan, Status: e.Status,
+		CurrentPeriodEnd: e.CurrentPeriodEnd, CancelAtPeriodEnd: e.CancelAtPeriodEnd, UpdatedAt: e.Created}
+	if a.observe(s, c, now) {
+		a.notifySubscription(s, now)
+	}
 	return nil
 }
 
@@ -283,6 +291,7 @@ func (a *Account) CancelSubscription(now time.Time) {
 		if now.After(s.UpdatedAt) {
 			s.UpdatedAt = now
 		}
+		a.notifySubscription(s, now)
 		return s
 	}
 	if s := a.Subscription; s != nil {

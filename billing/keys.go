@@ -215,7 +215,8 @@ func (k APIKey) Expired(now time.Time) bool {
 // Admit is the check of a key for one call of route at now, before any
 // rate limit or debit: ErrInvalidAPIKey for a revoked key, a
 // CodeInvalidAPIKey error that says so for an expired or rolled key, and a
-// CodeRouteNotAllowed error outside its scopes.
+// CodeRouteNotAllowed error outside its scopes. An empty route (a call that
+// names none, such as a reservation) is not checked against the scopes.
 func (k APIKey) Admit(route string, now time.Time) error {
 	switch {
 	case k.Revoked:
@@ -224,7 +225,7 @@ func (k APIKey) Admit(route string, now time.Time) error {
 		return Errorf(CodeInvalidAPIKey, "this API key was rolled and its grace period ended at %s; use the new key", k.ExpiresAt.UTC().Format(time.RFC3339))
 	case k.Expired(now):
 		return Errorf(CodeInvalidAPIKey, "this API key expired at %s", k.ExpiresAt.UTC().Format(time.RFC3339))
-	case !k.Allows(route):
+	case route != "" && !k.Allows(route):
 		return Errorf(CodeRouteNotAllowed, "this API key may call only %s", strings.Join(k.Scopes, ", "))
 	}
 	return nil

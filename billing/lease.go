@@ -21,6 +21,9 @@ type Lease struct {
 	Sources   map[string]string `firestore:"sources"`
 	TakenAt   time.Time         `firestore:"takenAt"`
 	ExpiresAt time.Time         `firestore:"expiresAt"`
+	// Watch is the account's low-balance watch when the lease was taken,
+	// for its holder (not stored).
+	Watch LowBalanceWatch `firestore:"-"`
 }
 
 // Expired reports whether the lease's holder may no longer spend it at now.

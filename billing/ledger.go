@@ -20,6 +20,8 @@ const (
 	// EntryNote changes no credits: it tells the user of something that
 	// granted nothing, such as a failed payment.
 	EntryNote = "note"
+	// EntryNotice changes no credits: a notice (notify.go) went out by email.
+	EntryNotice = "notice"
 )
 
 // Entry is one line of an account's ledger. Its ID is derived from what it
@@ -35,10 +37,13 @@ type Entry struct {
 	Note      string    `firestore:"note" json:"note"`
 }
 
-// DayUsage is the credits spent on one UTC day.
+// DayUsage is the credits spent on one UTC day, in all and per metered
+// route (the route as the operator configured it: /api/meter, an upstream
+// prefix such as /v1/, the route an operator passed to /api/verify).
 type DayUsage struct {
-	Date    string `json:"date"` // YYYY-MM-DD
-	Credits int64  `json:"credits"`
+	Date    string           `json:"date"` // YYYY-MM-DD
+	Credits int64            `json:"credits"`
+	Routes  map[string]int64 `json:"routes"`
 }
 
 // Day is t's UTC date as every reader and writer of usage spells it:

@@ -79,6 +79,7 @@ func (a *Account) grantPeriod(id string, t Tier, created, end time.Time, now tim
 	for _, t := range g.Tiers {
 		a.applyReversal(t.Payment, now)
 	}
+	a.payDebt(now) // credits that come in pay what is owed first
 	a.Credits = a.Balance(now)
 }
 

@@ -135,3 +135,30 @@ func ids(evs []billing.Event) []string {
 	}
 	return out
 }
+
+// A subscription's credits pay debt first, as every grant's do: a refund
+// of spent top-up credits leaves debt, and the next subscription period
+// pays it before the account can spend again.
+func TestPeriodGrantPaysDebtFirst(t *testing.T) {
+	c := billing.DefaultCatalog()
+	a := billing.NewAccount("u1", "", c.Free(), t0)
+	topUp := billing.Event{ID: "cs", Change: billing.CheckoutCompleted{SessionID: "cs_1", Kind: billing.PriceInstant, Plan: "Basic",
+		Payment: "pi_top", Paid: true, Created: t0}}
+	if err := a.Apply(topUp, c, t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Debit(1040, t0); err != nil {
+		t.Fatal(err)
+	}
+	a.Apply(billing.Event{ID: "r", Change: billing.PaymentReversed{Payment: "pi_top", Charged: 500, Refunded: 500}}, c, t0)
+	if a.Debt != 990 {
+		t.Fatalf("debt %d after the refund, want 990", a.Debt)
+	}
+	end := t0.AddDate(0, 1, 0)
+	if err := a.Apply(paidInvoice("in_1", "Basic", "pi_1", 500, t0, end, t0.Add(time.Hour)), c, t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if a.Debt != 0 || a.Balance(t0.Add(time.Hour)) != 10 {
+		t.Fatalf("after a Basic month: debt %d, balance %d; want 0 and 10", a.Debt, a.Balance(t0.Add(time.Hour)))
+	}
+}

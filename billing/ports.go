@@ -63,13 +63,6 @@ type KeyStore interface {
 	RollKey(ctx context.Context, uid, id string, roll func(old *APIKey) (newHash string, next APIKey, err error)) error
 }
 
-// KeyDebits debits for a key the caller already read and admitted, in one
-// transaction that also holds the key to its daily cap: ErrInsufficientCredits
-// or a CodeKeyLimitReached error, debiting nothing.
-type KeyDebits interface {
-	DebitFor(ctx context.Context, hash string, key APIKey, cost int64, now time.Time) (remaining int64, err error)
-}
-
 // Meter debits the account that owns an API key. It returns the credits left,
 // ErrInvalidAPIKey for an unknown or revoked key and ErrInsufficientCredits,
 // debiting nothing, when the balance is below cost.

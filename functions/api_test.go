@@ -81,14 +81,13 @@ func newHarnessAuth(t *testing.T, env map[string]string, auth billing.TokenVerif
 	h := &harness{t: t, mux: http.NewServeMux(), store: st, sched: &mock.Scheduler{}, logs: &bytes.Buffer{}, clock: clock.NewFixed(t0)}
 	log := slog.New(slog.NewTextHandler(h.logs, nil))
 	h.instance = func(lim functions.RateLimiter) *http.ServeMux {
-		var meter billing.Meter = st
+		srv := &functions.Server{Config: cfg, Catalog: cat, Accounts: st, History: st, Keys: st, Meter: st, Events: st,
+			Scheduler: h.sched, Auth: auth, Clock: h.clock, Random: rand.Reader, Metering: st, Limiter: lim, Log: log}
 		if cfg.MeterMode == "lease" {
 			m := lease.New(st, h.clock, lease.Config{KeyTTL: cfg.KeyCacheTTL}, nil)
 			t.Cleanup(func() { _ = m.Close(context.Background()) })
-			meter = m
+			srv.Meter, srv.Leases = m, m
 		}
-		srv := &functions.Server{Config: cfg, Catalog: cat, Accounts: st, History: st, Keys: st, Meter: meter, KeyDebits: st, Events: st,
-			Scheduler: h.sched, Auth: auth, Clock: h.clock, Random: rand.Reader, Limiter: lim, Log: log}
 		mux := http.NewServeMux()
 		srv.Mount(mux, srv.Functions())
 		return mux

@@ -14,50 +14,13 @@ import (
 // The key check of every metered call, and the signed-in user's key
 // options: edit and roll.
 
-// charge is a metered call that the key check let through and debited.
-type charge struct {
-	Hash      string
-	Key       billing.APIKey
-	Cost      int64
-	Remaining int64
-}
-
-// chargeKey is the one check and debit of an API key for a call of route
-// at cost: admitKey, then the debit, which holds a capped key to its
-// creditsPerDay in the debit's own transaction. Every metered answer goes
-// through it (the metered routes, upstreams, POST /api/verify). It returns
-// admitKey's errors, ErrInsufficientCredits and a CodeKeyLimitReached error
-// (nothing debited in each case), or a CodeUnavailable error.
-func (s *Server) chargeKey(ctx context.Context, secret, route string, cost int64) (charge, error) {
-	now := s.Clock.Now()
-	hash, key, err := s.admitKey(ctx, secret, route, now)
-	if err != nil {
-		return charge{}, err
-	}
-	var remaining int64
-	capped := key.Limits.CreditsPerDay > 0
-	if capped && s.KeyDebits == nil {
-		return charge{}, errors.New("charge key: a key with a daily cap needs Server.KeyDebits")
-	}
-	// A capped key is debited by one transaction per call, in both modes,
-	// so that its day's use is counted with the debit (docs/cost.md).
-	if s.KeyDebits != nil && (capped || s.Config.MeterMode != "lease") {
-		remaining, err = s.KeyDebits.DebitFor(ctx, hash, key, cost, now)
-	} else {
-		remaining, err = s.Meter.DebitKey(ctx, hash, cost, now)
-	}
-	if err != nil {
-		return charge{}, err
-	}
-	return charge{Hash: hash, Key: key, Cost: cost, Remaining: remaining}, nil
-}
-
-// admitKey is the check of an API key for one call of route at now, with
-// nothing debited: the key must exist, be live and unexpired
-// (ErrInvalidAPIKey, or a CodeInvalidAPIKey error that says it expired or
+// admitKey is the key check of every metered call (charge calls it before
+// the debit; reservations call it before holding credits): for one call of
+// route at now, with nothing debited, the key must exist, be live and
+// unexpired (ErrInvalidAPIKey, or a CodeInvalidAPIKey error that says it expired or
 // was rolled), allow route (CodeRouteNotAllowed) and be within its rate
-// (*billing.RateLimitedError, whose Retry-After httpjson.Fail sends). It
-// returns the key's hash and the key.
+// (*billing.RateLimitedError, whose Retry-After httpjson.Fail sends). An
+// empty route skips the scopes. It returns the key's hash and the key.
 func (s *Server) admitKey(ctx context.Context, secret, route string, now time.Time) (string, billing.APIKey, error) {
 	if !billing.WellFormedKey(secret) {
 		return "", billing.APIKey{}, billing.ErrInvalidAPIKey

@@ -2,8 +2,10 @@ package functions_test
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -298,4 +300,55 @@ func TestRateLimitHoldsAcrossTwoInstances(t *testing.T) {
 		t.Errorf("%v credits used for %d calls let through", used, len(admitted))
 	}
 	t.Logf("%d calls let through in 2.5 s, at most %d in any second", len(admitted), most)
+}
+
+// POST /api/verify, the upstreams and reservations run the key check of
+// metered calls: scopes, rate, daily cap and expiry; a refused call never
+// reaches the upstream.
+func TestVerifyUpstreamsAndReservationsRunTheKeyCheck(t *testing.T) {
+	var hits atomic.Int64
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		_, _ = w.Write([]byte(`{"ok":true}`))
+	}))
+	defer up.Close()
+	h := newHarness(t, map[string]string{"PAYMETER_OPERATOR_SECRET": operatorSecret, "METER_COSTS": "/api/meter=1,/v1/search=3",
+		"METER_UPSTREAMS": "/up/=" + up.URL})
+
+	scoped := h.createKey("ann", `{"name":"search","scopes":["/v1/search"]}`)["key"].(string)
+	if res := h.op("POST", "/api/verify", `{"key":"`+scoped+`","route":"/api/meter"}`); res.status != 403 || errorCode(t, res) != "route_not_allowed" {
+		t.Errorf("verify out of scope = %d %s", res.status, res.raw)
+	}
+	if res := h.op("POST", "/api/verify", `{"key":"`+scoped+`","route":"/v1/search"}`); res.status != 200 {
+		t.Errorf("verify in scope = %d %s", res.status, res.raw)
+	}
+	if res := h.do("POST", "/up/x", `{}`, "X-API-Key", scoped); res.status != 403 || hits.Load() != 0 {
+		t.Errorf("upstream out of scope = %d %s, upstream hit %d times", res.status, res.raw, hits.Load())
+	}
+
+	slow := h.createKey("ann", `{"name":"slow","limits":{"perSecond":1}}`)["key"].(string)
+	if res := h.do("POST", "/up/x", `{}`, "X-API-Key", slow); res.status != 200 || hits.Load() != 1 {
+		t.Fatalf("upstream = %d %s", res.status, res.raw)
+	}
+	res := h.do("POST", "/up/x", `{}`, "X-API-Key", slow)
+	if res.status != 429 || res.header.Get("Retry-After") != "1" || hits.Load() != 1 {
+		t.Errorf("upstream past the rate = %d %v %s, upstream hit %d times", res.status, res.header, res.raw, hits.Load())
+	}
+	if res := h.op("POST", "/api/verify", `{"key":"`+slow+`"}`); res.status != 429 || res.header.Get("Retry-After") == "" {
+		t.Errorf("verify past the rate = %d %s", res.status, res.raw)
+	}
+
+	capped := h.createKey("ann", `{"name":"capped","limits":{"creditsPerDay":3}}`)["key"].(string)
+	if res := h.op("POST", "/api/verify", `{"key":"`+capped+`","cost":3}`); res.status != 200 {
+		t.Errorf("verify up to the cap = %d %s", res.status, res.raw)
+	}
+	if res := h.op("POST", "/api/verify", `{"key":"`+capped+`","cost":1}`); res.status != 402 || errorCode(t, res) != "key_limit_reached" {
+		t.Errorf("verify past the cap = %d %s", res.status, res.raw)
+	}
+
+	expiring := h.createKey("ann", `{"name":"temp","expiresAt":"`+t0.Add(time.Minute).Format(time.RFC3339)+`"}`)["key"].(string)
+	h.clock.Add(time.Minute)
+	if res := h.op("POST", "/api/reservations", `{"key":"`+expiring+`","credits":1}`); res.status != 401 || !strings.Contains(res.raw, "expired") {
+		t.Errorf("reservation with an expired key = %d %s", res.status, res.raw)
+	}
 }

@@ -1,6 +1,9 @@
 package functions
 
 import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"slices"
@@ -90,12 +93,19 @@ func (s *Server) wrapLimit(h http.Handler, maxBody int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		id := newRequestID()
+		rec.Header().Set("X-Request-Id", id)
+		r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
 		defer func() {
-			if p := recover(); p != nil {
+			p := recover()
+			if p != nil && p != http.ErrAbortHandler {
 				s.Fail(rec, r, fmt.Errorf("panic: %v", p))
 			}
 			s.Log.InfoContext(r.Context(), "request", "method", r.Method, "path", r.URL.Path,
-				"status", rec.status, "ms", time.Since(start).Milliseconds())
+				"status", rec.status, "ms", time.Since(start).Milliseconds(), "requestId", id)
+			if p == http.ErrAbortHandler {
+				panic(p) // an answer broken off mid-stream: the server drops the connection
+			}
 		}()
 		if !s.cors(rec, r) {
 			return
@@ -114,15 +124,15 @@ func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
 		h := w.Header()
 		h.Set("Access-Control-Allow-Origin", origin)
 		h.Add("Vary", "Origin")
-		h.Set("Access-Control-Expose-Headers", "X-Credits-Remaining")
+		h.Set("Access-Control-Expose-Headers", "X-Credits-Remaining, X-Credits-Cost, X-Request-Id, Idempotent-Replayed")
 	}
 	if r.Method != http.MethodOptions || r.Header.Get("Access-Control-Request-Method") == "" {
 		return true
 	}
 	if allowed {
 		h := w.Header()
-		h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE")
-		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, X-API-Key")
+		h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE")
+		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, X-API-Key, Idempotency-Key")
 		h.Set("Access-Control-Max-Age", "3600")
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -137,4 +147,23 @@ type statusRecorder struct {
 func (r *statusRecorder) WriteHeader(code int) {
 	r.status = code
 	r.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController flush a streamed answer.
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+type requestIDKey struct{}
+
+// requestID is the id wrap gave the request: its X-Request-Id and the
+// requestId of its log line.
+func requestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+// newRequestID returns "req_" and 16 random bytes in hex.
+func newRequestID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return "req_" + hex.EncodeToString(b)
 }

@@ -23,6 +23,7 @@ func (s *Server) userHandler() http.Handler {
 	user.handle("/api/keys/{id}/roll", methods{http.MethodPost: s.signedIn(s.rollKey)})
 	user.handle("/api/usage", methods{http.MethodGet: s.signedIn(s.usage)})
 	user.handle("/api/ledger", methods{http.MethodGet: s.signedIn(s.ledger)})
+	user.handle("/api/notifications", methods{http.MethodGet: s.signedIn(s.notifications), http.MethodPut: s.signedIn(s.putNotifications)})
 	return s.wrap(user)
 }
 

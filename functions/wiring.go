@@ -8,6 +8,7 @@ import (
 	"net/http"
 
 	"cloud.google.com/go/firestore"
+	"golang.org/x/oauth2"
 	"google.golang.org/api/idtoken"
 
 	"github.com/paymeter/paymeter/billing"
@@ -15,6 +16,7 @@ import (
 	"github.com/paymeter/paymeter/firebaseauth"
 	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/lease"
+	"github.com/paymeter/paymeter/notify"
 	"github.com/paymeter/paymeter/payments"
 	"github.com/paymeter/paymeter/ratelimit"
 	"github.com/paymeter/paymeter/store"
@@ -32,6 +34,20 @@ type Core struct {
 	// Leases serves the metered API with METER_MODE=lease, once Server has
 	// made it; Close it at shutdown to give its credits back at once.
 	Leases *lease.Manager
+	// Mailer and Webhook deliver notices (SMTP_URL, OPERATOR_WEBHOOK_URL;
+	// nil when unset); Notices schedules them, once UseNotices is called.
+	Mailer   notify.Mailer
+	Webhook  *notify.Webhook
+	Notices  billing.NoticeScheduler
+	Dispatch *notify.Dispatcher
+}
+
+// UseNotices makes every committed change that makes notices schedule
+// their delivery on sched, in the background.
+func (c *Core) UseNotices(sched billing.NoticeScheduler) {
+	c.Notices = sched
+	c.Dispatch = notify.NewDispatcher(sched, c.Log)
+	c.Store.OnNotices(c.Dispatch.Dispatch)
 }
 
 // NewCoreOn connects to Firebase Auth and returns the core on a Firestore
@@ -39,14 +55,24 @@ type Core struct {
 // emulators when FIRESTORE_EMULATOR_HOST and FIREBASE_AUTH_EMULATOR_HOST
 // are set.
 func NewCoreOn(ctx context.Context, cfg config.Config, log *slog.Logger, client *firestore.Client) (*Core, error) {
-	return newCore(ctx, cfg, log, client, true)
+	return newCore(ctx, cfg, log, client, true, true)
 }
 
-func newCore(ctx context.Context, cfg config.Config, log *slog.Logger, client *firestore.Client, withAuth bool) (*Core, error) {
+func newCore(ctx context.Context, cfg config.Config, log *slog.Logger, client *firestore.Client, withAuth, withMail bool) (*Core, error) {
 	catalog := billing.DefaultCatalog()
 	st := store.New(client, catalog.Free())
 	st.RequireVerifiedEmail(cfg.RequireVerifiedEmail)
 	c := &Core{Config: cfg, Catalog: catalog, Store: st, Log: log}
+	if withMail && cfg.SMTPURL != "" {
+		m, err := notify.NewSMTP(cfg.SMTPURL, cfg.MailFrom)
+		if err != nil {
+			return nil, err
+		}
+		c.Mailer = m
+	}
+	if withMail && cfg.OperatorWebhookURL != "" {
+		c.Webhook = &notify.Webhook{URL: cfg.OperatorWebhookURL, Secret: cfg.OperatorWebhookSecret}
+	}
 	if withAuth {
 		verifier, err := firebaseauth.New(ctx, cfg.ProjectID)
 		if err != nil {
@@ -68,23 +94,30 @@ func (c *Core) Server(clock billing.Clock, sched billing.Scheduler, pay billing.
 	if c.Leases != nil {
 		meter = c.Leases
 	}
-	return &Server{Config: c.Config, Catalog: c.Catalog, Accounts: c.Store, History: c.Store, Keys: c.Store,
-		Meter: meter, KeyDebits: c.Store, Events: c.Store, Scheduler: sched, Payments: pay, Webhooks: payments.NewWebhook(webhookSecret),
-		Limiter: ratelimit.New(c.Store, clock, ratelimit.Config{}, c.Log),
-		Auth:    c.Auth, Clock: clock, Random: rand.Reader, Log: c.Log, Tasks: c.Store}
+	srv := &Server{Config: c.Config, Catalog: c.Catalog, Accounts: c.Store, History: c.Store, Keys: c.Store,
+		Meter: meter, Events: c.Store, Scheduler: sched, Payments: pay, Webhooks: payments.NewWebhook(webhookSecret),
+		Auth: c.Auth, Clock: clock, Random: rand.Reader, Log: c.Log, Tasks: c.Store, Metering: c.Store,
+		Outbox: c.Store, Mailer: c.Mailer, OperatorWebhook: c.Webhook, Notices: c.Notices,
+		Limiter: ratelimit.New(c.Store, clock, ratelimit.Config{}, c.Log)}
+	if c.Leases != nil {
+		srv.Leases = c.Leases
+	}
+	return srv
 }
 
 // Production returns the entry point named target as deployed, or every
 // one when target is "", building only the clients they need (Entry.Needs):
 // Firestore always; Firebase Auth, Stripe, Cloud Tasks and Google's ID
 // token validator only where used, so that the Meter, say, starts without
-// a Stripe or Cloud Tasks client.
+// a Stripe client, and with Cloud Tasks only to schedule its notices (with
+// TASKS_NOTIFY_URL set); SMTP and the operator's webhook only in TaskNotify.
 func Production(ctx context.Context, cfg config.Config, log *slog.Logger, target string) ([]Function, error) {
 	var needs Needs
 	for _, e := range Table {
 		if target == "" || e.Name == target {
 			needs = Needs{Auth: needs.Auth || e.Needs.Auth, Payments: needs.Payments || e.Needs.Payments,
-				Webhook: needs.Webhook || e.Needs.Webhook, Scheduler: needs.Scheduler || e.Needs.Scheduler, OIDC: needs.OIDC || e.Needs.OIDC}
+				Webhook: needs.Webhook || e.Needs.Webhook, Scheduler: needs.Scheduler || e.Needs.Scheduler, OIDC: needs.OIDC || e.Needs.OIDC,
+				Notices: needs.Notices || e.Needs.Notices, Mail: needs.Mail || e.Needs.Mail}
 		}
 	}
 	if _, ok := Lookup(target); target != "" && !ok {
@@ -94,18 +127,24 @@ func Production(ctx context.Context, cfg config.Config, log *slog.Logger, target
 	if err != nil {
 		return nil, fmt.Errorf("firestore client: %w", err)
 	}
-	core, err := newCore(ctx, cfg, log, client, needs.Auth)
+	core, err := newCore(ctx, cfg, log, client, needs.Auth, needs.Mail)
 	if err != nil {
 		return nil, err
 	}
 	var sched billing.Scheduler
-	if needs.Scheduler {
+	if needs.Scheduler || needs.Notices && cfg.TasksNotifyURL != "" {
 		ct, err := tasks.NewCloudTasks(ctx, tasks.CloudTasksConfig{Queue: cfg.TasksQueue, GrantURL: cfg.TasksGrantURL,
-			ServiceAccount: cfg.TasksServiceAccount, Audience: cfg.TasksAudience})
+			ServiceAccount: cfg.TasksServiceAccount, Audience: cfg.TasksAudience,
+			NotifyURL: cfg.TasksNotifyURL, NotifyQueue: cfg.TasksNotifyQueue})
 		if err != nil {
 			return nil, err
 		}
-		sched = ct
+		if needs.Scheduler {
+			sched = ct
+		}
+		if needs.Notices && cfg.TasksNotifyURL != "" {
+			core.UseNotices(ct)
+		}
 	}
 	var pay billing.Payments
 	// Terraform mounts each Stripe secret only where it is needed
@@ -121,6 +160,13 @@ func Production(ctx context.Context, cfg config.Config, log *slog.Logger, target
 		return nil, fmt.Errorf("STRIPE_WEBHOOK_SECRET must be set (from Secret Manager)")
 	}
 	srv := core.Server(clock.Real{}, sched, pay, cfg.StripeWebhookSecret)
+	if (target == "" || target == "Meter") && len(cfg.Upstreams) > 0 {
+		tokens, err := upstreamTokens(ctx, cfg.Upstreams)
+		if err != nil {
+			return nil, err
+		}
+		srv.UpstreamToken = tokens
+	}
 	if needs.OIDC {
 		validator, err := idtoken.NewValidator(ctx)
 		if err != nil {
@@ -131,4 +177,30 @@ func Production(ctx context.Context, cfg config.Config, log *slog.Logger, target
 		}
 	}
 	return srv.Functions(target), nil
+}
+
+// upstreamTokens returns Google ID tokens for the upstreams' URLs (Cloud
+// Run's audience is the service URL), one cached token source per upstream,
+// made once at start-up.
+func upstreamTokens(ctx context.Context, ups []config.Upstream) (func(context.Context, string) (string, error), error) {
+	sources := map[string]oauth2.TokenSource{}
+	for _, u := range ups {
+		aud := audience(u)
+		ts, err := idtoken.NewTokenSource(ctx, aud)
+		if err != nil {
+			return nil, fmt.Errorf("id token source for %s: %w", u.Prefix, err)
+		}
+		sources[aud] = ts
+	}
+	return func(_ context.Context, audience string) (string, error) {
+		ts, ok := sources[audience]
+		if !ok {
+			return "", fmt.Errorf("no token source for %s", audience)
+		}
+		tok, err := ts.Token()
+		if err != nil {
+			return "", err
+		}
+		return tok.AccessToken, nil
+	}, nil
 }

@@ -43,8 +43,17 @@ func (m *Manager) flush() {
 			if calls := q.h.pending; len(calls) > 0 {
 				q.h.pending = nil
 				q.h.inFlush = true
-				parts = append(parts, part{queued: q, calls: calls, use: store.LeaseUse{UID: q.a.uid, ID: q.h.lease.ID,
-					Used: q.h.used, Delta: q.h.used - q.h.recorded}})
+				use := store.LeaseUse{UID: q.a.uid, ID: q.h.lease.ID, Used: q.h.used, Delta: q.h.used - q.h.recorded}
+				use.Notice = q.h.crossing(q.a.balance, m.clock.Now())
+				for _, c := range calls {
+					if c.route != "" {
+						if use.Routes == nil {
+							use.Routes = map[string]int64{}
+						}
+						use.Routes[c.route] += c.cost
+					}
+				}
+				parts = append(parts, part{queued: q, calls: calls, use: use})
 				n += int64(len(calls))
 			}
 			q.a.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 
 type keyEntry struct {
 	uid      string
+	keyID    string
 	err      error
 	until    time.Time
 	lastUsed time.Time // as stored, or as this instance last wrote it
@@ -34,12 +35,12 @@ func (m *Manager) touch(hash string, now time.Time) string {
 
 // owner returns the uid that owns the key hashed as hash, from the cache
 // when it is fresh.
-func (m *Manager) owner(ctx context.Context, hash string, now time.Time) (string, error) {
+func (m *Manager) owner(ctx context.Context, hash string, now time.Time) (keyEntry, error) {
 	m.keyMu.Lock()
 	e, ok := m.keys[hash]
 	m.keyMu.Unlock()
 	if ok && now.Before(e.until) {
-		return e.uid, e.err
+		return e, e.err
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.Timeout)
 	defer cancel()
@@ -48,11 +49,11 @@ func (m *Manager) owner(ctx context.Context, hash string, now time.Time) (string
 	case errors.Is(err, billing.ErrInvalidAPIKey):
 		e = keyEntry{err: billing.ErrInvalidAPIKey, until: now.Add(m.cfg.NegativeKeyTTL)}
 	case err != nil:
-		return "", err
+		return keyEntry{}, err
 	case key.Revoked:
 		e = keyEntry{err: billing.ErrInvalidAPIKey, until: now.Add(m.cfg.KeyTTL)}
 	default:
-		e = keyEntry{uid: key.UID, until: now.Add(m.cfg.KeyTTL), lastUsed: key.LastUsedAt}
+		e = keyEntry{uid: key.UID, keyID: key.ID, until: now.Add(m.cfg.KeyTTL), lastUsed: key.LastUsedAt}
 	}
 	m.keyMu.Lock()
 	if len(m.keys) >= maxCachedKeys {
@@ -60,7 +61,7 @@ func (m *Manager) owner(ctx context.Context, hash string, now time.Time) (string
 	}
 	m.keys[hash] = e
 	m.keyMu.Unlock()
-	return e.uid, e.err
+	return e, e.err
 }
 
 // maxCachedKeys bounds the key cache; past it the cache starts again.

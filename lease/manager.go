@@ -186,6 +186,8 @@ type held struct {
 
 type call struct {
 	remaining int64
+	cost      int64
+	route     string // counted in the usage under it; "" none
 	done      chan error
 }
 
@@ -214,23 +216,35 @@ func New(st Store, clock billing.Clock, cfg Config, log *slog.Logger) *Manager {
 // while it waits for a lease, and a CodeUnavailable error when the use could
 // not be recorded or the manager is closed.
 func (m *Manager) DebitKey(ctx context.Context, hash string, cost int64, now time.Time) (int64, error) {
+	d, err := m.Charge(ctx, hash, cost, "", now)
+	return d.Remaining, err
+}
+
+// Charge is DebitKey for a call to route (its usage is counted under it; ""
+// counts none), returning the charge: the account, the key's id and the
+// grants of the lease the credits came from, for a refund.
+func (m *Manager) Charge(ctx context.Context, hash string, cost int64, route string, now time.Time) (billing.Debited, error) {
 	if cost <= 0 {
-		return 0, billing.Errorf(billing.CodeBadRequest, "a debit must be positive, got %d", cost)
+		return billing.Debited{}, billing.Errorf(billing.CodeBadRequest, "a debit must be positive, got %d", cost)
 	}
-	uid, err := m.owner(ctx, hash, now)
+	key, err := m.owner(ctx, hash, now)
 	if err != nil {
-		return 0, err
+		return billing.Debited{}, err
 	}
+	uid := key.uid
 	a, err := m.account(uid)
 	if err != nil {
-		return 0, err
+		return billing.Debited{}, err
+	}
+	charged := func(remaining int64, l billing.Lease) billing.Debited {
+		return billing.Debited{UID: uid, KeyID: key.keyID, Route: route, Cost: cost, Remaining: remaining, At: now, Taken: l.Taken}
 	}
 	for first := true; ; first = false {
 		if !first {
 			now = m.clock.Now() // it waited for a lease
 		}
 		if err := ctx.Err(); err != nil {
-			return 0, err
+			return billing.Debited{}, err
 		}
 		a.mu.Lock()
 		h := a.cur
@@ -239,16 +253,17 @@ func (m *Manager) DebitKey(ctx context.Context, hash string, cost int64, now tim
 			h = nil
 		}
 		if h != nil && h.lease.Amount-h.used >= cost {
-			c := m.admit(a, h, cost, now)
+			c := m.admit(a, h, cost, route, now)
+			l := h.lease
 			a.mu.Unlock()
 			select {
 			case err := <-c.done:
 				if err != nil {
-					return 0, err
+					return billing.Debited{}, err
 				}
-				return c.remaining, nil
+				return charged(c.remaining, l), nil
 			case <-ctx.Done():
-				return 0, ctx.Err() // its use may still be recorded: never an answer without a record
+				return billing.Debited{}, ctx.Err() // its use may still be recorded: never an answer without a record
 			}
 		}
 		var back <-chan struct{} // the credits of the lease retired here
@@ -258,7 +273,7 @@ func (m *Manager) DebitKey(ctx context.Context, hash string, cost int64, now tim
 				// Even with this lease back, the account cannot pay: keep
 				// the lease for cheaper calls and refuse this one now.
 				a.mu.Unlock()
-				return 0, billing.ErrInsufficientCredits
+				return billing.Debited{}, billing.ErrInsufficientCredits
 			}
 			m.retire(a, h) // too little left for this call
 			if left > 0 {
@@ -268,7 +283,7 @@ func (m *Manager) DebitKey(ctx context.Context, hash string, cost int64, now tim
 		if t := a.taking; t != nil {
 			a.mu.Unlock()
 			if err := t.wait(ctx); err != nil {
-				return 0, err
+				return billing.Debited{}, err
 			}
 			continue
 		}
@@ -291,17 +306,17 @@ func (m *Manager) DebitKey(ctx context.Context, hash string, cost int64, now tim
 			close(t.done)
 		}()
 		if err := t.wait(ctx); err != nil {
-			return 0, err
+			return billing.Debited{}, err
 		}
 	}
 }
 
 // admit counts a call against h and queues it for the next flush, starting
 // one if none is in flight. a.mu is held.
-func (m *Manager) admit(a *account, h *held, cost int64, now time.Time) *call {
+func (m *Manager) admit(a *account, h *held, cost int64, route string, now time.Time) *call {
 	h.used += cost
 	h.lastUse, a.lastUsed = now, now
-	c := &call{remaining: a.balance + h.lease.Amount - h.used, done: make(chan error, 1)}
+	c := &call{remaining: a.balance + h.lease.Amount - h.used, cost: cost, route: route, done: make(chan error, 1)}
 	h.pending = append(h.pending, c)
 	m.pending.Add(1)
 	if !h.queued {

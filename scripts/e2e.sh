@@ -11,15 +11,27 @@ cd "$ROOT"
 
 work=$(mktemp -d)
 dev_pid=""
+sample_pid=""
 cleanup() {
+	scripts/mailpit.sh stop "$work" || true
+	[ -n "$sample_pid" ] && kill "$sample_pid" 2>/dev/null && { wait "$sample_pid" 2>/dev/null || true; }
 	[ -n "$dev_pid" ] && kill "$dev_pid" 2>/dev/null && wait "$dev_pid" 2>/dev/null
 	rm -rf "$work"
 }
 trap cleanup EXIT
 
+# The journey reads the notices' emails in Mailpit's web view.
+eval "$(scripts/mailpit.sh start "$work")"
+
 go build -o "$work/dev" ./cmd/dev
+go build -o "$work/sampleapi" ./cmd/sampleapi
+# The sample upstream, metered at /v1/ as make dev does.
+ADDR=127.0.0.1:0 "$work/sampleapi" >"$work/sample.out" 2>&1 &
+sample_pid=$!
+for _ in $(seq 50); do grep -q '^sampleapi listening on ' "$work/sample.out" && break; sleep 0.1; done
+sample=$(sed -n 's/^sampleapi listening on //p' "$work/sample.out")
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-PORT=$port PUBLIC_URL="http://127.0.0.1:$port" "$work/dev" >"$work/out" 2>"$work/err" &
+METER_UPSTREAMS="/v1/=$sample" PORT=$port PUBLIC_URL="http://127.0.0.1:$port" "$work/dev" >"$work/out" 2>"$work/err" &
 dev_pid=$!
 for _ in $(seq 100); do
 	grep -q '^Paymeter running at ' "$work/out" && break
@@ -32,7 +44,7 @@ if ! grep -q '^Paymeter running at ' "$work/out"; then
 	exit 1
 fi
 
-if ! E2E_BASE_URL="http://127.0.0.1:$port" bash web/test.sh; then
+if ! E2E_BASE_URL="http://127.0.0.1:$port" E2E_MAILPIT_URL="$MAILPIT_URL" bash web/test.sh; then
 	echo "e2e.sh: dev server log (last 40 lines):" >&2
 	tail -n 40 "$work/err" >&2
 	exit 1

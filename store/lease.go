@@ -113,21 +113,28 @@ type LeaseRequest struct {
 func (s *Store) TakeLease(ctx context.Context, r LeaseRequest, now time.Time) (billing.Lease, int64, error) {
 	var l billing.Lease
 	var balance int64
+	var written *billing.Account
 	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		written = nil
 		a, err := s.accountAt(tx, r.UID, now)
 		if err != nil {
 			return err
 		}
 		l, err = a.TakeLease(r.ID, r.Owner, r.Want, r.TTL, now)
-		if errors.Is(err, billing.ErrInsufficientCredits) && len(a.SettledLeases()) > 0 {
-			s.putAccount(tx, a) // keep the settlements, and answer 402
-			balance = a.Balance(now)
-			return nil
+		if errors.Is(err, billing.ErrInsufficientCredits) {
+			// Keep the settlements and the exhausted notice, and answer 402.
+			if refused := a.Refused(r.Want, now); refused || len(a.SettledLeases()) > 0 {
+				s.putAccount(tx, a, now)
+				balance, written = a.Balance(now), a
+				return nil
+			}
 		}
 		if err != nil {
 			return err
 		}
-		s.putAccount(tx, a)
+		s.putAccount(tx, a, now)
+		written = a
+		l.Watch = a.LowBalanceWatch(s.catalog, now)
 		if err := tx.Create(s.lease(r.UID, l.ID), leaseDoc{Amount: l.Amount, Owner: l.Owner, ExpiresAt: l.ExpiresAt}); err != nil {
 			return err
 		}
@@ -142,6 +149,7 @@ func (s *Store) TakeLease(ctx context.Context, r LeaseRequest, now time.Time) (b
 	if err != nil {
 		return billing.Lease{}, 0, fmt.Errorf("take lease on %s: %w", r.UID, err)
 	}
+	s.dispatch(ctx, written)
 	if l.ID == "" {
 		return billing.Lease{}, balance, billing.ErrInsufficientCredits
 	}
@@ -149,10 +157,14 @@ func (s *Store) TakeLease(ctx context.Context, r LeaseRequest, now time.Time) (b
 }
 
 // LeaseUse is what one lease has spent so far (Used) and since its last
-// record (Delta).
+// record (Delta), and the low-balance notice this use made, if any
+// (billing.LowBalanceWatch), written with it.
 type LeaseUse struct {
 	UID, ID     string
 	Used, Delta int64
+	Notice      *billing.Notice
+	// Routes is Delta by route, for the calls made on one.
+	Routes map[string]int64
 }
 
 // RecordLeaseUses records the use of several leases, of any accounts, in
@@ -165,6 +177,7 @@ func (s *Store) RecordLeaseUses(ctx context.Context, uses []LeaseUse, now time.T
 	//lint:ignore SA1019 one commit of plain writes, no reads: a transaction would add an RPC.
 	b := s.fs.Batch()
 	perAccount := map[string]int64{}
+	perRoute := map[string]map[string]any{}
 	var uids []string
 	for _, u := range uses {
 		b.Update(s.lease(u.UID, u.ID), []firestore.Update{{Path: "used", Value: u.Used}})
@@ -172,16 +185,40 @@ func (s *Store) RecordLeaseUses(ctx context.Context, uses []LeaseUse, now time.T
 			uids = append(uids, u.UID)
 		}
 		perAccount[u.UID] += u.Delta
+		for route, n := range u.Routes {
+			if perRoute[u.UID] == nil {
+				perRoute[u.UID] = map[string]any{}
+			}
+			prev, _ := perRoute[u.UID][route].(int64)
+			perRoute[u.UID][route] = prev + n
+		}
 	}
 	for _, uid := range uids { // one write per usage document
 		usage := s.account(uid).Collection(usageCol).Doc(month)
-		b.Set(usage, map[string]any{"days": map[string]any{dayKey: firestore.Increment(perAccount[uid])}}, firestore.MergeAll)
+		fields := map[string]any{"days": map[string]any{dayKey: firestore.Increment(perAccount[uid])}}
+		if routes := perRoute[uid]; len(routes) > 0 {
+			for route, n := range routes {
+				routes[route] = firestore.Increment(n.(int64))
+			}
+			fields["routes"] = map[string]any{dayKey: routes}
+		}
+		b.Set(usage, fields, firestore.MergeAll)
+	}
+	var notices []billing.NoticeTask
+	for _, u := range uses {
+		if n := u.Notice; n != nil {
+			b.Set(s.outbox(n.UID, n.ID), noticeFields(*n), firestore.MergeAll)
+			notices = append(notices, billing.NoticeTask{UID: n.UID, ID: n.ID})
+		}
 	}
 	if _, err := b.Commit(ctx); err != nil {
 		if status.Code(err) == codes.NotFound {
 			return fmt.Errorf("record use of %d leases: %w", len(uses), ErrLeaseGone)
 		}
 		return fmt.Errorf("record use of %d leases: %w", len(uses), err)
+	}
+	if len(notices) > 0 && s.onNotices != nil {
+		s.onNotices(ctx, notices)
 	}
 	return nil
 }
@@ -192,7 +229,9 @@ func (s *Store) RecordLeaseUses(ctx context.Context, uses []LeaseUse, now time.T
 // nothing.
 func (s *Store) ReturnLease(ctx context.Context, uid string, now time.Time, ids ...string) (int64, error) {
 	var balance int64
+	var written *billing.Account
 	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		written = nil
 		a, err := s.accountAt(tx, uid, now, ids...)
 		if err != nil {
 			return err
@@ -201,11 +240,13 @@ func (s *Store) ReturnLease(ctx context.Context, uid string, now time.Time, ids 
 		if len(a.SettledLeases()) == 0 {
 			return nil // nothing to write
 		}
-		s.putAccount(tx, a)
+		s.putAccount(tx, a, now)
+		written = a
 		return nil
 	}, firestore.MaxAttempts(debitAttempts))
 	if err != nil {
 		return 0, fmt.Errorf("return leases %v of %s: %w", ids, uid, err)
 	}
+	s.dispatch(ctx, written)
 	return balance, nil
 }

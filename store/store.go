@@ -46,21 +46,22 @@ const keyTouchInterval = time.Minute
 type Store struct {
 	fs              *firestore.Client
 	free            billing.Plan
+	catalog         billing.Catalog // for the low-balance thresholds
 	requireVerified bool
+	onNotices       func(ctx context.Context, tasks []billing.NoticeTask)
 }
 
 var (
-	_ billing.Accounts  = (*Store)(nil)
-	_ billing.History   = (*Store)(nil)
-	_ billing.KeyStore  = (*Store)(nil)
-	_ billing.Meter     = (*Store)(nil)
-	_ billing.KeyDebits = (*Store)(nil)
-	_ billing.Events    = (*Store)(nil)
+	_ billing.Accounts = (*Store)(nil)
+	_ billing.History  = (*Store)(nil)
+	_ billing.KeyStore = (*Store)(nil)
+	_ billing.Meter    = (*Store)(nil)
+	_ billing.Events   = (*Store)(nil)
 )
 
 // New returns a Store on client; free is the plan new accounts start on.
 func New(client *firestore.Client, free billing.Plan) *Store {
-	return &Store{fs: client, free: free}
+	return &Store{fs: client, free: free, catalog: billing.DefaultCatalog()}
 }
 
 // RequireVerifiedEmail makes Provision open the account of an identity
@@ -101,6 +102,7 @@ func (s *Store) Provision(ctx context.Context, id billing.Identity, now time.Tim
 			return err
 		}
 		a := billing.OpenAccount(id, s.free, s.requireVerified, now)
+		a.WatchBalance(s.catalog, now) // arms the low-balance notice
 		if err := tx.Create(s.account(id.UID), a); err != nil {
 			return err
 		}
@@ -125,13 +127,14 @@ func (s *Store) UpdateAccount(ctx context.Context, uid string, fn func(*billing.
 		if err := fn(a); err != nil {
 			return err
 		}
-		s.putAccount(tx, a)
+		s.putAccount(tx, a, time.Now())
 		out = a
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("update account %s: %w", uid, err)
 	}
+	s.dispatch(ctx, out)
 	return out, nil
 }
 
@@ -140,8 +143,9 @@ func (s *Store) UpdateAccount(ctx context.Context, uid string, fn func(*billing.
 func (s *Store) ApplyEvent(ctx context.Context, eventID, uid string, fn func(*billing.Account) error) (bool, error) {
 	ev := s.fs.Collection(eventsCol).Doc(eventID)
 	var applied bool
+	var written *billing.Account
 	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		applied = false
+		applied, written = false, nil
 		if _, err := tx.Get(ev); err == nil {
 			return nil
 		} else if status.Code(err) != codes.NotFound {
@@ -154,17 +158,18 @@ func (s *Store) ApplyEvent(ctx context.Context, eventID, uid string, fn func(*bi
 		if err := fn(a); err != nil {
 			return err
 		}
-		s.putAccount(tx, a)
 		now := time.Now()
+		s.putAccount(tx, a, now)
 		if err := tx.Create(ev, map[string]any{"uid": uid, "appliedAt": now, "expireAt": now.Add(eventRetention)}); err != nil {
 			return err
 		}
-		applied = true
+		applied, written = true, a
 		return nil
 	})
 	if err != nil {
 		return false, fmt.Errorf("apply event %s to %s: %w", eventID, uid, err)
 	}
+	s.dispatch(ctx, written)
 	return applied, nil
 }
 
@@ -255,6 +260,7 @@ func (s *Store) Ledger(ctx context.Context, uid string, limit int) ([]billing.En
 func (s *Store) Usage(ctx context.Context, uid string, from, to time.Time) ([]billing.DayUsage, error) {
 	from, to = from.UTC(), to.UTC()
 	counts := map[string]int64{}
+	routes := map[string]map[string]int64{}
 	for m := monthStart(from); !m.After(to); m = m.AddDate(0, 1, 0) {
 		month, _ := billing.UsageKeys(m)
 		snap, err := s.account(uid).Collection(usageCol).Doc(month).Get(ctx)
@@ -265,7 +271,8 @@ func (s *Store) Usage(ctx context.Context, uid string, from, to time.Time) ([]bi
 			return nil, fmt.Errorf("usage %s: %w", uid, err)
 		}
 		var doc struct {
-			Days map[string]int64 `firestore:"days"`
+			Days   map[string]int64            `firestore:"days"`
+			Routes map[string]map[string]int64 `firestore:"routes"`
 		}
 		if err := snap.DataTo(&doc); err != nil {
 			return nil, fmt.Errorf("decode usage %s: %w", snap.Ref.ID, err)
@@ -277,10 +284,29 @@ func (s *Store) Usage(ctx context.Context, uid string, from, to time.Time) ([]bi
 			}
 			counts[date] += n // "1" and "01" are the same day
 		}
+		for d, perRoute := range doc.Routes {
+			date, err := billing.UsageDate(month, d)
+			if err != nil {
+				return nil, fmt.Errorf("usage %s: %w", uid, err)
+			}
+			if routes[date] == nil {
+				routes[date] = map[string]int64{}
+			}
+			for route, n := range perRoute {
+				if n != 0 {
+					routes[date][route] += n
+				}
+			}
+		}
 	}
 	var out []billing.DayUsage
 	for d := dayStart(from); !d.After(to); d = d.AddDate(0, 0, 1) {
-		out = append(out, billing.DayUsage{Date: billing.Day(d), Credits: counts[billing.Day(d)]})
+		day := billing.Day(d)
+		r := routes[day]
+		if r == nil {
+			r = map[string]int64{}
+		}
+		out = append(out, billing.DayUsage{Date: day, Credits: counts[day], Routes: r})
 	}
 	return out, nil
 }
@@ -293,75 +319,11 @@ func dayStart(t time.Time) time.Time {
 }
 
 // DebitKey debits cost credits from the account that owns the key hashed as
-// hash: one key read and one transaction on the account.
+// hash: one key read and one transaction on the account (Charge, with no
+// route).
 func (s *Store) DebitKey(ctx context.Context, hash string, cost int64, now time.Time) (int64, error) {
-	key, err := s.Key(ctx, hash)
-	if err != nil {
-		return 0, err
-	}
-	if key.Revoked {
-		return 0, billing.ErrInvalidAPIKey
-	}
-	return s.DebitFor(ctx, hash, key, cost, now)
-}
-
-// DebitFor debits cost credits from the account of key, stored under hash,
-// which the caller read and admitted: one transaction on the account. A key
-// with a daily cap also has its day's use read and counted in that
-// transaction (apiKeys/{hash}/usage/{month}, field days.{dd}), so that
-// concurrent calls never pass the cap; a CodeKeyLimitReached error debits
-// nothing.
-func (s *Store) DebitFor(ctx context.Context, hash string, key billing.APIKey, cost int64, now time.Time) (int64, error) {
-	keyRef := s.fs.Collection(keysCol).Doc(hash)
-	month, day := billing.UsageKeys(now)
-	keyUsage := keyRef.Collection(usageCol).Doc(month)
-	capped := key.Limits.CreditsPerDay > 0
-	var remaining int64
-	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		a, err := s.getAccount(tx, key.UID)
-		if err != nil {
-			return err
-		}
-		if capped {
-			used, err := dayUse(tx, keyUsage, day)
-			if err != nil {
-				return err
-			}
-			if err := key.Limits.AdmitDay(used, cost); err != nil {
-				return err
-			}
-		}
-		if err := a.Debit(cost, now); err != nil {
-			return err
-		}
-		s.putAccount(tx, a)
-		usage := s.account(key.UID).Collection(usageCol).Doc(month)
-		if err := tx.Set(usage, map[string]any{"days": map[string]any{day: firestore.Increment(cost)}}, firestore.MergeAll); err != nil {
-			return err
-		}
-		if capped {
-			if err := tx.Set(keyUsage, map[string]any{"days": map[string]any{day: firestore.Increment(cost)}}, firestore.MergeAll); err != nil {
-				return err
-			}
-		}
-		if now.Sub(key.LastUsedAt) > keyTouchInterval {
-			if err := tx.Update(keyRef, []firestore.Update{{Path: "lastUsedAt", Value: now}}); err != nil {
-				return err
-			}
-		}
-		remaining = a.Balance(now)
-		return nil
-	}, firestore.MaxAttempts(debitAttempts))
-	if err != nil {
-		if errors.Is(err, billing.ErrNotFound) {
-			return 0, billing.ErrInvalidAPIKey // the owner is gone
-		}
-		if billing.ErrorCode(err) == billing.CodeKeyLimitReached {
-			return 0, err
-		}
-		return 0, fmt.Errorf("debit %s: %w", key.UID, err)
-	}
-	return remaining, nil
+	d, _, err := s.Charge(ctx, ChargeRequest{Hash: hash, Cost: cost, Now: now})
+	return d.Remaining, err
 }
 
 // dayUse reads the credits counted on day in the usage document ref.
@@ -376,25 +338,6 @@ func dayUse(tx *firestore.Transaction, ref *firestore.DocumentRef, day string) (
 	v, err := snap.DataAt("days." + day)
 	if err != nil {
 		return 0, nil // no use that day
-	}
-	n, _ := v.(int64)
-	return n, nil
-}
-
-// KeyDayUse is the credits the key under hash spent on t's UTC day, as
-// counted for its daily cap (only while it has one).
-func (s *Store) KeyDayUse(ctx context.Context, hash string, t time.Time) (int64, error) {
-	month, day := billing.UsageKeys(t)
-	snap, err := s.fs.Collection(keysCol).Doc(hash).Collection(usageCol).Doc(month).Get(ctx)
-	if status.Code(err) == codes.NotFound {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("key usage: %w", err)
-	}
-	v, err := snap.DataAt("days." + day)
-	if err != nil {
-		return 0, nil
 	}
 	n, _ := v.(int64)
 	return n, nil
@@ -576,10 +519,14 @@ func (s *Store) getAccount(tx *firestore.Transaction, uid string) (*billing.Acco
 	return s.accountAt(tx, uid, time.Now())
 }
 
-func (s *Store) putAccount(tx *firestore.Transaction, a *billing.Account) {
+// putAccount writes a with its new ledger entries and notices, after the
+// low-balance watch has looked at its balance at now.
+func (s *Store) putAccount(tx *firestore.Transaction, a *billing.Account, now time.Time) {
+	a.WatchBalance(s.catalog, now)
 	// Set and Create only fail on encoding, which the account's types rule out.
 	_ = tx.Set(s.account(a.UID), a)
 	s.writeEntries(tx, a)
+	s.writeNotices(tx, a)
 	for _, id := range a.SettledLeases() {
 		_ = tx.Delete(s.lease(a.UID, id))
 	}

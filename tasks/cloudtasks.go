@@ -32,6 +32,11 @@ type CloudTasksConfig struct {
 	ServiceAccount string
 	// Audience is the token's audience; empty means GrantURL.
 	Audience string
+	// NotifyURL is the URL of the TaskNotify function that notice tasks
+	// POST to (the audience of their tokens), and NotifyQueue their queue
+	// (default Queue); notices are not scheduled without NotifyURL.
+	NotifyURL   string
+	NotifyQueue string
 }
 
 var queueName = regexp.MustCompile(`^projects/[^/]+/locations/[^/]+/queues/[A-Za-z0-9-]+$`)
@@ -47,6 +52,9 @@ func (c CloudTasksConfig) validate() error {
 	if c.ServiceAccount == "" {
 		return errors.New("tasks service account is empty")
 	}
+	if c.NotifyQueue != "" && !queueName.MatchString(c.NotifyQueue) {
+		return fmt.Errorf("notify queue %q is not projects/P/locations/L/queues/Q", c.NotifyQueue)
+	}
 	return nil
 }
 
@@ -59,7 +67,10 @@ type CloudTasks struct {
 	cfg    CloudTasksConfig
 }
 
-var _ billing.Scheduler = (*CloudTasks)(nil)
+var (
+	_ billing.Scheduler       = (*CloudTasks)(nil)
+	_ billing.NoticeScheduler = (*CloudTasks)(nil)
+)
 
 // NewCloudTasks dials Cloud Tasks with opts (none in production: the
 // function's default credentials). It returns an error for an invalid
@@ -67,6 +78,9 @@ var _ billing.Scheduler = (*CloudTasks)(nil)
 func NewCloudTasks(ctx context.Context, cfg CloudTasksConfig, opts ...option.ClientOption) (*CloudTasks, error) {
 	if cfg.Audience == "" {
 		cfg.Audience = cfg.GrantURL
+	}
+	if cfg.NotifyQueue == "" {
+		cfg.NotifyQueue = cfg.Queue
 	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -125,6 +139,49 @@ func (c *CloudTasks) ScheduleGrant(ctx context.Context, t billing.GrantTask) err
 			return nil
 		}
 		return fmt.Errorf("schedule grant %s period %d: %w", t.UID, t.Period, err)
+	}
+	return nil
+}
+
+// NoticeTaskID is the name, within its queue, of the task that delivers
+// notice t: "notice-" and 32 hex digits of sha256("uid|id").
+func NoticeTaskID(t billing.NoticeTask) string {
+	sum := sha256.Sum256([]byte(t.UID + "|" + t.ID))
+	return "notice-" + hex.EncodeToString(sum[:])[:32]
+}
+
+// ScheduleNotice creates the task that delivers notice t now, named after
+// it, so that scheduling it again makes no second task (nil is returned).
+// Without a NotifyURL it does nothing: notices stay in the outbox.
+func (c *CloudTasks) ScheduleNotice(ctx context.Context, t billing.NoticeTask) error {
+	if c.cfg.NotifyURL == "" {
+		return nil
+	}
+	body, err := json.Marshal(t)
+	if err != nil {
+		return fmt.Errorf("schedule notice %s of %s: %w", t.ID, t.UID, err)
+	}
+	req := &cloudtaskspb.CreateTaskRequest{
+		Parent: c.cfg.NotifyQueue,
+		Task: &cloudtaskspb.Task{
+			Name: c.cfg.NotifyQueue + "/tasks/" + NoticeTaskID(t),
+			MessageType: &cloudtaskspb.Task_HttpRequest{HttpRequest: &cloudtaskspb.HttpRequest{
+				HttpMethod: cloudtaskspb.HttpMethod_POST,
+				Url:        c.cfg.NotifyURL,
+				Headers:    map[string]string{"Content-Type": "application/json"},
+				Body:       body,
+				AuthorizationHeader: &cloudtaskspb.HttpRequest_OidcToken{OidcToken: &cloudtaskspb.OidcToken{
+					ServiceAccountEmail: c.cfg.ServiceAccount,
+					Audience:            c.cfg.NotifyURL,
+				}},
+			}},
+		},
+	}
+	if _, err := c.client.CreateTask(ctx, req); err != nil {
+		if status.Code(err) == codes.AlreadyExists {
+			return nil
+		}
+		return fmt.Errorf("schedule notice %s of %s: %w", t.ID, t.UID, err)
 	}
 	return nil
 }

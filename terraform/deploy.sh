@@ -3,13 +3,15 @@
 # the order a first deploy runs them:
 #
 #   terraform/deploy.sh init            terraform init (downloads the real providers)
-#   terraform/deploy.sh secrets         enable the APIs, create the two empty Stripe secrets and
+#   terraform/deploy.sh secrets         enable the APIs, create the empty secrets (Stripe, operator) and
 #                                       the build account with its roles, print the webhook URL
 #   terraform/deploy.sh stripe-key      add the Stripe secret key (STRIPE_SECRET_KEY or a prompt)
 #   terraform/deploy.sh stripe-webhook  create the Stripe webhook endpoint, store its signing secret
 #   terraform/deploy.sh stripe-webhook-secret
 #                                       or store the signing secret of an endpoint made in the
 #                                       Stripe Dashboard (STRIPE_WEBHOOK_SECRET or a prompt)
+#   terraform/deploy.sh operator-secret store the operator API's secret (PAYMETER_OPERATOR_SECRET
+#                                       or a prompt; at least 32 characters): your backends send it
 #   terraform/deploy.sh apply           build the source zip, terraform apply everything
 #   terraform/deploy.sh plans-sync      sync the plan catalog to Stripe and Firestore
 #   terraform/deploy.sh web             build web/ and deploy it to Firebase Hosting
@@ -119,6 +121,16 @@ stripe-webhook-secret)
   value=$(secret_value STRIPE_WEBHOOK_SECRET whsec_)
   add_version stripe-webhook-secret "$value"
   ;;
+operator-secret)
+  need gcloud "the Google Cloud CLI"
+  value=${PAYMETER_OPERATOR_SECRET:-}
+  if [ -z "$value" ]; then
+    read -rsp "PAYMETER_OPERATOR_SECRET (at least 32 characters, e.g. from openssl rand -hex 32; not echoed): " value </dev/tty
+    echo >&2
+  fi
+  [ ${#value} -ge 32 ] || die "the operator secret must be at least 32 characters"
+  add_version paymeter-operator-secret "$value"
+  ;;
 stripe-webhook)
   need gcloud "the Google Cloud CLI"
   need curl "to call the Stripe API"
@@ -142,9 +154,9 @@ stripe-webhook)
   ;;
 apply)
   if command -v gcloud >/dev/null; then
-    for s in stripe-secret-key stripe-webhook-secret; do
+    for s in stripe-secret-key stripe-webhook-secret paymeter-operator-secret; do
       has_version "$s" || die "secret $s has no value yet, and the functions refuse to start without it:
-  run deploy.sh secrets, deploy.sh stripe-key and deploy.sh stripe-webhook first (README.md, step 3)"
+  run deploy.sh secrets, deploy.sh stripe-key, deploy.sh stripe-webhook and deploy.sh operator-secret first (README.md, step 3)"
     done
   fi
   "$tf_dir/build-source.sh"

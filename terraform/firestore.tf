@@ -35,6 +35,34 @@ resource "google_firestore_index" "accounts_due_grants" {
 # Processed Stripe event ids only need to outlive Stripe's retries (3 days);
 # Firestore deletes each one after its expireAt. The field is not indexed:
 # nothing queries it, and an index on a timestamp written in order hotspots.
+# The notice sweep: outbox entries still pending, oldest first, across accounts.
+resource "google_firestore_index" "outbox_pending" {
+  project     = var.project_id
+  database    = google_firestore_database.main.name
+  collection  = "outbox"
+  query_scope = "COLLECTION_GROUP"
+
+  fields {
+    field_path = "status"
+    order      = "ASCENDING"
+  }
+
+  fields {
+    field_path = "created"
+    order      = "ASCENDING"
+  }
+}
+
+resource "google_firestore_field" "outbox_ttl" {
+  project    = var.project_id
+  database   = google_firestore_database.main.name
+  collection = "outbox"
+  field      = "expireAt"
+
+  ttl_config {}
+  index_config {}
+}
+
 resource "google_firestore_field" "stripe_events_ttl" {
   project    = var.project_id
   database   = google_firestore_database.main.name

@@ -81,6 +81,18 @@ locals {
       secrets     = []
       env         = {}
     }
+    operator = {
+      entry_point = "Operator"
+      description = "Operator API: /api/verify and credit reservations, for the operator's backends (operator secret)."
+      public      = true
+      memory      = "256Mi"
+      cpu         = "1"
+      concurrency = 40
+      timeout     = 30
+      account     = "functions"
+      secrets     = ["PAYMETER_OPERATOR_SECRET"]
+      env         = {}
+    }
     task-grant = {
       entry_point = "TaskGrant"
       description = "Cloud Tasks handler: grants Free credits and schedules the next grant."
@@ -104,6 +116,19 @@ locals {
       account     = "functions"
       secrets     = []
       env         = {}
+    }
+    task-notify = {
+      entry_point = "TaskNotify"
+      description = "Cloud Tasks handler: delivers one notice (email over SMTP, the operator's signed webhook)."
+      public      = false
+      memory      = "256Mi"
+      cpu         = null
+      concurrency = 1
+      timeout     = 120
+      account     = "functions"
+      # The notices' secrets, once the deployment uses them (secrets.tf).
+      secrets = keys(local.notify_secrets_mounted)
+      env     = {}
     }
   }
 
@@ -132,24 +157,33 @@ locals {
   # The environment of every function (config/ reads it); secrets are mounted
   # separately from Secret Manager.
   function_env = {
-    GOOGLE_CLOUD_PROJECT  = var.project_id
-    PUBLIC_URL            = local.public_url
-    CORS_ORIGINS          = join(",", distinct(concat([local.public_url], var.extra_cors_origins)))
-    METER_COSTS           = join(",", [for path, cost in var.meter_costs : "${path}=${cost}"])
-    TASKS_QUEUE           = "projects/${var.project_id}/locations/${google_cloud_tasks_queue.grants.location}/queues/${google_cloud_tasks_queue.grants.name}"
-    TASKS_GRANT_URL       = local.run_url["task-grant"]
-    TASKS_AUDIENCE        = local.run_url["task-grant"]
-    TASKS_SERVICE_ACCOUNT = google_service_account.tasks.email
+    GOOGLE_CLOUD_PROJECT   = var.project_id
+    PUBLIC_URL             = local.public_url
+    CORS_ORIGINS           = join(",", distinct(concat([local.public_url], var.extra_cors_origins)))
+    METER_COSTS            = join(",", [for path, cost in var.meter_costs : "${path}=${cost}"])
+    METER_UPSTREAMS        = join(",", [for prefix, up in var.meter_upstreams : "${prefix}=${up.url}"])
+    METER_UPSTREAM_TIMEOUT = var.meter_upstream_timeout
+    METER_CHARGE_ON        = var.meter_charge_on
+    TASKS_QUEUE            = "projects/${var.project_id}/locations/${google_cloud_tasks_queue.grants.location}/queues/${google_cloud_tasks_queue.grants.name}"
+    TASKS_GRANT_URL        = local.run_url["task-grant"]
+    TASKS_AUDIENCE         = local.run_url["task-grant"]
+    TASKS_SERVICE_ACCOUNT  = google_service_account.tasks.email
     # Cloud Scheduler's tokens are for TaskReconcile's own URL (Cloud Run
     # admits only tokens for the URL called); every function's init wires
     # both task handlers, so every function needs it.
     TASKS_RECONCILE_URL = local.run_url["task-reconcile"]
-    LOG_FORMAT          = var.log_format
-    METER_MODE          = var.meter_mode
-    LEASE_TTL           = var.lease_ttl
-    LEASE_IDLE          = var.lease_idle
-    LEASE_MAX_BLOCK     = tostring(var.lease_max_block)
-    KEY_CACHE_TTL       = var.key_cache_ttl
+    # Notices: every function that changes accounts schedules their delivery
+    # on the notices queue, with OIDC tokens for TaskNotify's run.app URL.
+    TASKS_NOTIFY_URL     = local.run_url["task-notify"]
+    TASKS_NOTIFY_QUEUE   = "projects/${var.project_id}/locations/${google_cloud_tasks_queue.notices.location}/queues/${google_cloud_tasks_queue.notices.name}"
+    MAIL_FROM            = var.mail_from
+    OPERATOR_WEBHOOK_URL = var.operator_webhook_url
+    LOG_FORMAT           = var.log_format
+    METER_MODE           = var.meter_mode
+    LEASE_TTL            = var.lease_ttl
+    LEASE_IDLE           = var.lease_idle
+    LEASE_MAX_BLOCK      = tostring(var.lease_max_block)
+    KEY_CACHE_TTL        = var.key_cache_ttl
     # Free credits only for verified emails, against throwaway sign-ups.
     REQUIRE_VERIFIED_EMAIL = tostring(var.require_verified_email)
   }
@@ -258,8 +292,8 @@ resource "google_cloudfunctions2_function" "fn" {
       content {
         key        = secret_environment_variables.key
         project_id = var.project_id
-        secret     = google_secret_manager_secret.stripe[secret_environment_variables.key].secret_id
-        version    = data.google_secret_manager_secret_version.stripe[secret_environment_variables.key].version
+        secret     = local.secret_ids[secret_environment_variables.key]
+        version    = local.secret_versions[secret_environment_variables.key]
       }
     }
   }
@@ -271,5 +305,6 @@ resource "google_cloudfunctions2_function" "fn" {
     google_project_iam_member.user,
     google_project_iam_member.meter_firestore,
     google_secret_manager_secret_iam_member.functions_read_stripe,
+    google_secret_manager_secret_iam_member.functions_read_notify,
   ]
 }

@@ -25,12 +25,13 @@ resource "google_service_account" "user" {
   depends_on = [google_project_service.enabled]
 }
 
-# The identity of the metered API: Firestore and nothing else.
+# The identity of the metered API: Firestore, and the notices queue for the
+# notices a call makes.
 resource "google_service_account" "meter" {
   project      = var.project_id
   account_id   = "paymeter-meter"
   display_name = "Paymeter metered API"
-  description  = "Runs the public meter function: Firestore only. No Stripe secret, no task caller."
+  description  = "Runs the public meter function: Firestore and the notices queue. No Stripe secret."
 
   depends_on = [google_project_service.enabled]
 }
@@ -41,7 +42,7 @@ resource "google_service_account" "tasks" {
   project      = var.project_id
   account_id   = "paymeter-tasks"
   display_name = "Paymeter task caller"
-  description  = "Signs the OIDC tokens of Cloud Tasks and Cloud Scheduler calls to TaskGrant and TaskReconcile."
+  description  = "Signs the OIDC tokens of Cloud Tasks and Cloud Scheduler calls to TaskGrant, TaskReconcile and TaskNotify."
 
   depends_on = [google_project_service.enabled]
 }
@@ -102,11 +103,33 @@ resource "google_cloud_tasks_queue_iam_member" "functions_enqueue" {
   member   = each.value
 }
 
-# Functions and the user API: name the task caller in the OIDC token of each
-# task they create (Cloud Tasks requires actAs on that account, and on no
-# other). The metered API cannot.
+# Every function that changes accounts (the metered API included: a call
+# that crosses the low-balance threshold, or the first 402) adds the delivery
+# tasks of the notices it makes to the notices queue, and only that queue.
+resource "google_cloud_tasks_queue_iam_member" "enqueue_notices" {
+  for_each = {
+    functions = google_service_account.functions.member
+    user      = google_service_account.user.member
+    meter     = google_service_account.meter.member
+  }
+
+  project  = var.project_id
+  location = google_cloud_tasks_queue.notices.location
+  name     = google_cloud_tasks_queue.notices.name
+  role     = "roles/cloudtasks.enqueuer"
+  member   = each.value
+}
+
+# Functions, the user API and the metered API: name the task caller in the
+# OIDC token of each task they create (Cloud Tasks requires actAs on that
+# account, and on no other). The metered API may enqueue on the notices
+# queue only, so it can create notice tasks and nothing else.
 resource "google_service_account_iam_member" "functions_act_as_tasks" {
-  for_each = { functions = google_service_account.functions.member, user = google_service_account.user.member }
+  for_each = {
+    functions = google_service_account.functions.member
+    user      = google_service_account.user.member
+    meter     = google_service_account.meter.member
+  }
 
   service_account_id = google_service_account.tasks.name
   role               = "roles/iam.serviceAccountUser"
@@ -162,4 +185,17 @@ moved {
 moved {
   from = google_service_account_iam_member.functions_act_as_tasks
   to   = google_service_account_iam_member.functions_act_as_tasks["functions"]
+}
+
+# The meter forwards to the operator's Cloud Run services (meter_upstreams)
+# with a Google ID token of its own account: each upstream that names its
+# service admits that account, and no one else needs to.
+resource "google_cloud_run_v2_service_iam_member" "upstream" {
+  for_each = { for prefix, up in var.meter_upstreams : prefix => up if up.service != null }
+
+  project  = coalesce(each.value.project, var.project_id)
+  location = coalesce(each.value.location, var.region)
+  name     = each.value.service
+  role     = "roles/run.invoker"
+  member   = google_service_account.meter.member
 }

@@ -7,6 +7,9 @@ locals {
   stripe_secrets = {
     STRIPE_SECRET_KEY     = "stripe-secret-key"
     STRIPE_WEBHOOK_SECRET = "stripe-webhook-secret"
+    # Not Stripe's: the operator API's bearer secret, mounted by the
+    # operator function only, given its value the same way.
+    PAYMETER_OPERATOR_SECRET = "paymeter-operator-secret"
   }
 }
 
@@ -39,5 +42,61 @@ data "google_secret_manager_secret_version" "stripe" {
 
   project           = var.project_id
   secret            = google_secret_manager_secret.stripe[each.key].secret_id
+  fetch_secret_data = false
+}
+
+# The notices' secrets, as the Stripe ones: created here, their values added
+# with gcloud (terraform/README.md), read by the functions' account, mounted
+# by TaskNotify alone. Each is mounted, and its version looked up, only once
+# the deployment uses it (smtp_enabled, operator_webhook_url), since a secret
+# with no version can be neither.
+locals {
+  notify_secrets = {
+    SMTP_URL                = "smtp-url"
+    OPERATOR_WEBHOOK_SECRET = "operator-webhook-secret"
+  }
+  notify_secrets_mounted = {
+    for env, id in local.notify_secrets : env => id
+    if(env == "SMTP_URL" && var.smtp_enabled) || (env == "OPERATOR_WEBHOOK_SECRET" && var.operator_webhook_url != "")
+  }
+
+  # Every mountable secret's id and newest version, by environment variable.
+  secret_ids = merge(
+    { for env, s in google_secret_manager_secret.stripe : env => s.secret_id },
+    { for env, s in google_secret_manager_secret.notify : env => s.secret_id },
+  )
+  secret_versions = merge(
+    { for env, v in data.google_secret_manager_secret_version.stripe : env => v.version },
+    { for env, v in data.google_secret_manager_secret_version.notify : env => v.version },
+  )
+}
+
+resource "google_secret_manager_secret" "notify" {
+  for_each = local.notify_secrets
+
+  project   = var.project_id
+  secret_id = each.value
+
+  replication {
+    auto {}
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_secret_manager_secret_iam_member" "functions_read_notify" {
+  for_each = local.notify_secrets
+
+  project   = var.project_id
+  secret_id = google_secret_manager_secret.notify[each.key].secret_id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = google_service_account.functions.member
+}
+
+data "google_secret_manager_secret_version" "notify" {
+  for_each = local.notify_secrets_mounted
+
+  project           = var.project_id
+  secret            = google_secret_manager_secret.notify[each.key].secret_id
   fetch_secret_data = false
 }

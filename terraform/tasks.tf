@@ -26,3 +26,31 @@ resource "google_cloud_tasks_queue" "grants" {
 
   depends_on = [google_project_service.enabled]
 }
+
+# The queue of notices: one named task per notice, retried with backoff for
+# three days (the operator's webhook is retried until it answers 2xx, for as
+# long as Stripe retries its own); TaskNotify gives up after that window.
+resource "google_cloud_tasks_queue" "notices" {
+  project  = var.project_id
+  name     = "paymeter-notices"
+  location = var.region
+
+  rate_limits {
+    max_dispatches_per_second = 20
+    max_concurrent_dispatches = 10
+  }
+
+  retry_config {
+    max_attempts       = 100
+    max_retry_duration = "259200s"
+    min_backoff        = "10s"
+    max_backoff        = "3600s"
+    max_doublings      = 8
+  }
+
+  stackdriver_logging_config {
+    sampling_ratio = 1.0
+  }
+
+  depends_on = [google_project_service.enabled]
+}

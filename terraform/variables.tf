@@ -95,6 +95,37 @@ variable "meter_costs" {
   default     = { "/api/meter" = 1 }
 }
 
+variable "meter_upstreams" {
+  type = map(object({
+    url      = string
+    service  = optional(string)
+    location = optional(string)
+    project  = optional(string)
+  }))
+  description = "METER_UPSTREAMS: metered path prefixes and the operator's services behind them, like { \"/v1/\" = { url = \"https://search-abc-uc.a.run.app\", service = \"search\" } }. With service (and location, project; default var.region, var.project_id) the functions' service account gets roles/run.invoker on that Cloud Run service. Each prefix also needs a firebase.json rewrite (\"/v1/**\") to the meter function."
+  default     = {}
+  validation {
+    condition     = alltrue([for prefix, up in var.meter_upstreams : startswith(prefix, "/") && !startswith(prefix, "/api/") && can(regex("^https?://[^/?]+", up.url))])
+    error_message = "Each meter_upstreams prefix starts with / (outside /api/) and each url is http(s)://host[/path]."
+  }
+}
+
+variable "meter_upstream_timeout" {
+  type        = string
+  description = "METER_UPSTREAM_TIMEOUT: the longest an upstream may take to answer; past it the credits go back and the consumer gets 504."
+  default     = "30s"
+}
+
+variable "meter_charge_on" {
+  type        = string
+  description = "METER_CHARGE_ON: non5xx charges any upstream answer below 500; 2xx charges only 2xx answers."
+  default     = "non5xx"
+  validation {
+    condition     = contains(["non5xx", "2xx"], var.meter_charge_on)
+    error_message = "meter_charge_on must be non5xx or 2xx."
+  }
+}
+
 variable "log_format" {
   type        = string
   description = "Log format of the functions (LOG_FORMAT): json for Cloud Logging, text for people."
@@ -191,5 +222,28 @@ variable "artifact_keep_count" {
   validation {
     condition     = var.artifact_keep_count >= 1 && floor(var.artifact_keep_count) == var.artifact_keep_count
     error_message = "artifact_keep_count must be a whole number, 1 or more."
+  }
+}
+
+variable "mail_from" {
+  type        = string
+  description = "Sender of the notices' emails (MAIL_FROM), e.g. \"Paymeter <billing@example.com>\"."
+  default     = "Paymeter <noreply@localhost>"
+}
+
+variable "smtp_enabled" {
+  type        = bool
+  description = "Send the notices' emails: TaskNotify mounts the smtp-url secret as SMTP_URL (add its version first, see README.md)."
+  default     = false
+}
+
+variable "operator_webhook_url" {
+  type        = string
+  description = "The operator's webhook for signed notice events (OPERATOR_WEBHOOK_URL); empty: none. TaskNotify mounts the operator-webhook-secret secret (add its version first)."
+  default     = ""
+
+  validation {
+    condition     = var.operator_webhook_url == "" || startswith(var.operator_webhook_url, "https://")
+    error_message = "operator_webhook_url must be empty or an https:// URL."
   }
 }

@@ -83,6 +83,9 @@ func run() error {
 	go func() { _ = srv.local.Run(ctx, time.Second) }()
 
 	fmt.Printf("Paymeter running at http://localhost:%s\n", cfg.Port)
+	if u := os.Getenv("MAILPIT_URL"); u != "" {
+		fmt.Printf("Mail at %s\n", u) // scripts/mailpit.sh, which `make dev` starts
+	}
 	fmt.Print(srv.banner())
 	select {
 	case err := <-errc:
@@ -92,6 +95,7 @@ func run() error {
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err = httpSrv.Shutdown(shutdown)
+	core.Dispatch.Wait()
 	if core.Leases != nil {
 		// Give the leased credits back now rather than at their expiry.
 		err = errors.Join(err, core.Leases.Close(shutdown))
@@ -145,6 +149,12 @@ func newDevServer(ctx context.Context, core *functions.Core, webDir string) (*de
 		return devtasks.DeliverHTTP(grant, cfg.TasksSecret)(ctx, t)
 	}, core.Log)
 
+	var notice http.Handler // set below, like grant
+	d.local.DeliverNoticesWith(func(ctx context.Context, t billing.NoticeTask) error {
+		return devtasks.DeliverNoticeHTTP(notice, cfg.TasksSecret)(ctx, t)
+	})
+	core.UseNotices(d.local)
+
 	pay, webhookSecret, err := newPayments(ctx, cfg, d)
 	if err != nil {
 		return nil, err
@@ -154,8 +164,11 @@ func newDevServer(ctx context.Context, core *functions.Core, webDir string) (*de
 	d.srv.TaskGuard = func(string) func(http.Handler) http.Handler { return tasks.RequireSecret(cfg.TasksSecret) }
 	fns := d.srv.Functions()
 	for _, f := range fns {
-		if f.Name == "TaskGrant" {
+		switch f.Name {
+		case "TaskGrant":
 			grant = f.Handler
+		case "TaskNotify":
+			notice = f.Handler
 		}
 	}
 	d.srv.Mount(d.mux, fns)

@@ -47,23 +47,72 @@ import (
 	"github.com/paymeter/paymeter/internal/toolbuild"
 )
 
-// The deployed functions, as terraform/functions.tf's local.functions and
-// terraform/iam.tf give them: name, entry point, who may invoke it, the
-// account it runs as and the secrets it mounts.
-var deployed = []struct {
+// deployedFn is one deployed function, as terraform/functions.tf's
+// local.functions and terraform/iam.tf give it: name, entry point, who may
+// invoke it, the account it runs as and the secrets it mounts.
+type deployedFn struct {
 	name, entry string
 	public      bool
 	account     string // account id, before @PROJECT.iam.gserviceaccount.com
 	secrets     []string
-}{
-	{"user", "User", true, "paymeter-public", nil},
-	{"checkout", "Checkout", true, "paymeter-functions", []string{"STRIPE_SECRET_KEY"}},
-	{"cancel", "Cancel", true, "paymeter-functions", []string{"STRIPE_SECRET_KEY"}},
-	{"portal", "Portal", true, "paymeter-functions", []string{"STRIPE_SECRET_KEY"}},
-	{"webhook", "Webhook", true, "paymeter-functions", []string{"STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"}},
-	{"meter", "Meter", true, "paymeter-public", nil},
-	{"task-grant", "TaskGrant", false, "paymeter-functions", nil},
-	{"task-reconcile", "TaskReconcile", false, "paymeter-functions", nil},
+}
+
+var (
+	tfFunction = regexp.MustCompile(`(?m)^    ([a-z-]+) = \{\n((?:      .*\n)+?)    \}`)
+	tfField    = func(name string) *regexp.Regexp { return regexp.MustCompile(`(?m)^\s*` + name + `\s*=\s*(.*)$`) }
+	tfAccount  = regexp.MustCompile(`resource "google_service_account" "(\w+)" \{[^}]*?account_id\s*=\s*"([^"]+)"`)
+	tfQuoted   = regexp.MustCompile(`"([A-Z_]+)"`)
+)
+
+// loadDeployed reads the deployed functions from terraform/functions.tf and
+// the accounts' ids from terraform/iam.tf, so that the rehearsal runs what
+// Terraform deploys and cannot drift from it.
+func loadDeployed(root string) ([]deployedFn, error) {
+	fns, err := os.ReadFile(filepath.Join(root, "terraform", "functions.tf"))
+	if err != nil {
+		return nil, err
+	}
+	iam, err := os.ReadFile(filepath.Join(root, "terraform", "iam.tf"))
+	if err != nil {
+		return nil, err
+	}
+	ids := map[string]string{}
+	for _, m := range tfAccount.FindAllStringSubmatch(string(iam), -1) {
+		ids[m[1]] = m[2]
+	}
+	field := func(block, name string) string {
+		if m := tfField(name).FindStringSubmatch(block); m != nil {
+			return strings.Trim(strings.TrimSpace(m[1]), `"`)
+		}
+		return ""
+	}
+	var out []deployedFn
+	for _, m := range tfFunction.FindAllStringSubmatch(string(fns), -1) {
+		entry := field(m[2], "entry_point")
+		if entry == "" {
+			continue
+		}
+		d := deployedFn{name: m[1], entry: entry, public: field(m[2], "public") == "true", account: ids[field(m[2], "account")]}
+		if d.account == "" {
+			return nil, fmt.Errorf("terraform/functions.tf: %s runs as %q, which terraform/iam.tf does not create", d.name, field(m[2], "account"))
+		}
+		for _, q := range tfQuoted.FindAllStringSubmatch(field(m[2], "secrets"), -1) {
+			d.secrets = append(d.secrets, q[1])
+		}
+		out = append(out, d)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("terraform/functions.tf: no functions found")
+	}
+	return out, nil
+}
+
+// secretValues are the rehearsal's values of the secrets Secret Manager
+// mounts; a secret not listed gets a value named after it.
+var secretValues = map[string]string{
+	"STRIPE_SECRET_KEY":        stripeKey,
+	"STRIPE_WEBHOOK_SECRET":    webhookSecret,
+	"PAYMETER_OPERATOR_SECRET": "rehearsal-operator-secret-0123456789abcdef",
 }
 
 const (
@@ -212,6 +261,10 @@ func (r *rehearsal) setUp() error {
 	} else {
 		r.say("web/dist is not built: the site serves the API only")
 	}
+	deployed, err := loadDeployed(r.root)
+	if err != nil {
+		return err
+	}
 	for _, d := range deployed {
 		f.services = append(f.services, &service{Name: d.name, Entry: d.entry, Public: d.public,
 			Account: d.account + "@" + project + ".iam.gserviceaccount.com",
@@ -276,7 +329,11 @@ func (r *rehearsal) setUp() error {
 			"K_CONFIGURATION="+s.Name, "FUNCTION_TARGET="+s.Entry, "FUNCTION_SIGNATURE_TYPE=http",
 			"GCE_METADATA_HOST="+mdL.Addr().String(), "HTTPS_PROXY="+r.proxyURL, "SSL_CERT_FILE="+caFile)
 		for _, secret := range deployed[i].secrets {
-			e = append(e, secret+"="+map[string]string{"STRIPE_SECRET_KEY": stripeKey, "STRIPE_WEBHOOK_SECRET": webhookSecret}[secret]+"\n")
+			v, ok := secretValues[secret]
+			if !ok {
+				v = "rehearsal-" + strings.ToLower(secret)
+			}
+			e = append(e, secret+"="+v+"\n")
 		}
 		s.started = time.Now()
 		if err := r.start(s.Name, bin, e); err != nil {

@@ -1,6 +1,6 @@
 // Package devtasks is the offline stand-in for Cloud Tasks: Queue, an
-// in-process billing.Scheduler on the dev clock, with Cloud Tasks' naming,
-// de-duplication and retries. Only the dev server and tests use it; the
+// in-process billing.Scheduler and billing.NoticeScheduler on the dev clock,
+// with Cloud Tasks' naming, de-duplication and retries. Only the dev server and tests use it; the
 // deployed functions schedule on tasks.CloudTasks and never compile it.
 package devtasks
 
@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -36,10 +37,16 @@ const (
 // an hour for queues created through its API.
 const Tombstone = time.Hour
 
-// PendingTask is a task waiting in Queue.
+// DeliverNotice delivers one notice task; an error means "not done", and
+// the task is retried.
+type DeliverNotice func(ctx context.Context, t billing.NoticeTask) error
+
+// PendingTask is a task waiting in Queue: a grant (Task) or, when Notice is
+// set, a notice's delivery.
 type PendingTask struct {
 	Name     string
 	Task     billing.GrantTask
+	Notice   *billing.NoticeTask
 	Due      time.Time // Task.At, or the next retry after a failed delivery
 	Attempts int       // failed deliveries so far
 }
@@ -57,9 +64,10 @@ type PendingTask struct {
 // run promptly. Queue is safe for concurrent use; deliveries run one at a
 // time, without Queue's lock held, so a delivery may schedule tasks.
 type Queue struct {
-	clock   *clock.Dev
-	deliver Deliver
-	log     *slog.Logger
+	clock         *clock.Dev
+	deliver       Deliver
+	deliverNotice DeliverNotice
+	log           *slog.Logger
 
 	advancing sync.Mutex // one Advance at a time
 
@@ -68,7 +76,37 @@ type Queue struct {
 	done    map[string]time.Time // name -> when it ran or was deleted
 }
 
-var _ billing.Scheduler = (*Queue)(nil)
+var (
+	_ billing.Scheduler       = (*Queue)(nil)
+	_ billing.NoticeScheduler = (*Queue)(nil)
+)
+
+// DeliverNoticesWith sets how notice tasks are delivered; until it is set
+// their deliveries fail and are retried.
+func (q *Queue) DeliverNoticesWith(d DeliverNotice) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.deliverNotice = d
+}
+
+// ScheduleNotice queues the delivery of notice t, due now, unless a task
+// of its name (tasks.NoticeTaskID) is pending or finished within
+// Tombstone; it returns nil either way.
+func (q *Queue) ScheduleNotice(_ context.Context, t billing.NoticeTask) error {
+	name := tasks.NoticeTaskID(t)
+	now := q.clock.Now()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if _, ok := q.pending[name]; ok {
+		return nil
+	}
+	if at, ok := q.done[name]; ok && now.Sub(at) < Tombstone {
+		return nil
+	}
+	delete(q.done, name)
+	q.pending[name] = &PendingTask{Name: name, Notice: &t, Due: now}
+	return nil
+}
 
 // New returns a Queue that delivers tasks with deliver on clock's time. A
 // nil log discards.
@@ -178,7 +216,7 @@ func (q *Queue) Advance(ctx context.Context, d time.Duration) (int, error) {
 			break
 		}
 		q.clock.AdvanceTo(p.Due)
-		err := q.deliver(ctx, p.Task)
+		err := q.deliverOne(ctx, p)
 		now := q.clock.Now()
 		q.mu.Lock()
 		cur, ok := q.pending[p.Name]
@@ -192,14 +230,35 @@ func (q *Queue) Advance(ctx context.Context, d time.Duration) (int, error) {
 		default:
 			cur.Attempts++
 			cur.Due = now.Add(backoff(cur.Attempts))
-			q.log.Warn("grant task failed; retrying", "task", p.Name, "uid", p.Task.UID,
-				"period", p.Task.Period, "attempts", cur.Attempts, "retryAt", cur.Due, "err", err)
+			if p.Notice != nil {
+				q.log.Warn("notice task failed; retrying", "task", p.Name, "uid", p.Notice.UID,
+					"notice", p.Notice.ID, "attempts", cur.Attempts, "retryAt", cur.Due, "err", err)
+			} else {
+				q.log.Warn("grant task failed; retrying", "task", p.Name, "uid", p.Task.UID,
+					"period", p.Task.Period, "attempts", cur.Attempts, "retryAt", cur.Due, "err", err)
+			}
 		}
 		q.forget(now)
 		q.mu.Unlock()
 	}
 	q.clock.AdvanceTo(target)
 	return delivered, nil
+}
+
+var errNoNoticeDelivery = errors.New("no notice delivery set (DeliverNoticesWith)")
+
+// deliverOne delivers p, a grant or a notice.
+func (q *Queue) deliverOne(ctx context.Context, p *PendingTask) error {
+	if p.Notice == nil {
+		return q.deliver(ctx, p.Task)
+	}
+	q.mu.Lock()
+	d := q.deliverNotice
+	q.mu.Unlock()
+	if d == nil {
+		return errNoNoticeDelivery
+	}
+	return d(ctx, *p.Notice)
 }
 
 // forget drops tombstones older than Tombstone; q.mu is held.
@@ -261,6 +320,34 @@ func DeliverHTTP(h http.Handler, secret string) Deliver {
 		}
 		if w.status < 200 || w.status > 299 {
 			return fmt.Errorf("deliver grant %s period %d: status %d: %s", t.UID, t.Period, w.status, w.body.String())
+		}
+		return nil
+	}
+}
+
+// DeliverNoticeHTTP returns a DeliverNotice that POSTs each notice task,
+// as Cloud Tasks would, to h in-process, like DeliverHTTP.
+func DeliverNoticeHTTP(h http.Handler, secret string) DeliverNotice {
+	return func(ctx context.Context, t billing.NoticeTask) error {
+		body, err := json.Marshal(t)
+		if err != nil {
+			return err
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "/api/tasks/notify", bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if secret != "" {
+			req.Header.Set(tasks.SecretHeader, secret)
+		}
+		w := &recorder{header: http.Header{}}
+		h.ServeHTTP(w, req)
+		if w.status == 0 {
+			w.status = http.StatusOK
+		}
+		if w.status < 200 || w.status > 299 {
+			return fmt.Errorf("deliver notice %s of %s: status %d: %s", t.ID, t.UID, w.status, w.body.String())
 		}
 		return nil
 	}

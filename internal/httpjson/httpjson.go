@@ -59,6 +59,10 @@ var statusOf = map[string]int{
 	billing.CodeTooLarge:            http.StatusRequestEntityTooLarge,
 	billing.CodeUnavailable:         http.StatusServiceUnavailable,
 	billing.CodeInternal:            http.StatusInternalServerError,
+	billing.CodeIdempotencyConflict: http.StatusConflict,
+	billing.CodeReservationExpired:  http.StatusConflict,
+	billing.CodeUpstreamError:       http.StatusBadGateway,
+	billing.CodeUpstreamTimeout:     http.StatusGatewayTimeout,
 }
 
 // Fail answers err in the contract's error shape, with the status its

@@ -14,10 +14,7 @@ import (
 // each day under billing.UsageKeys, and credit leases whose recorded use is
 // read when they are settled.
 
-var (
-	_ billing.Meter     = (*Store)(nil)
-	_ billing.KeyDebits = (*Store)(nil)
-)
+var _ billing.Meter = (*Store)(nil)
 
 // CreateKey stores key under hash. Unlike store.Store.CreateKey it does
 // not count the owner's keys.
@@ -37,38 +34,6 @@ func (s *Store) Key(_ context.Context, hash string) (billing.APIKey, error) {
 		return billing.APIKey{}, billing.ErrInvalidAPIKey
 	}
 	return k, nil
-}
-
-// DebitFor debits cost from the account of key, stored under hash, holding
-// a capped key to its day, in one step as store.Store.DebitFor does in one
-// transaction.
-func (s *Store) DebitFor(_ context.Context, hash string, key billing.APIKey, cost int64, now time.Time) (int64, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	day := billing.Day(now)
-	if key.Limits.CreditsPerDay > 0 {
-		if err := key.Limits.AdmitDay(s.keyDays[hash+"/"+day], cost); err != nil {
-			return 0, err
-		}
-	}
-	a, err := s.settled(key.UID, now)
-	if err != nil {
-		if errors.Is(err, billing.ErrNotFound) {
-			return 0, billing.ErrInvalidAPIKey
-		}
-		return 0, err
-	}
-	if err := a.Debit(cost, now); err != nil {
-		return 0, err
-	}
-	if err := s.put(a); err != nil {
-		return 0, err
-	}
-	s.count(key.UID, now, cost)
-	if key.Limits.CreditsPerDay > 0 {
-		s.keyDays[hash+"/"+day] += cost
-	}
-	return a.Balance(now), nil
 }
 
 // DebitKey debits cost from the key's account and counts it in the day's
@@ -125,7 +90,7 @@ func (s *Store) Usage(_ context.Context, uid string, from, to time.Time) ([]bill
 	var out []billing.DayUsage
 	from, to = from.UTC(), to.UTC()
 	for d := time.Date(from.Year(), from.Month(), from.Day(), 0, 0, 0, 0, time.UTC); !d.After(to); d = d.AddDate(0, 0, 1) {
-		out = append(out, billing.DayUsage{Date: billing.Day(d), Credits: counts[billing.Day(d)]})
+		out = append(out, billing.DayUsage{Date: billing.Day(d), Credits: counts[billing.Day(d)], Routes: map[string]int64{}})
 	}
 	return out, nil
 }

@@ -26,7 +26,6 @@ type Store struct {
 	keys     map[string]billing.APIKey              // hash -> key
 	usage    map[string]map[string]map[string]int64 // uid -> month -> day -> credits
 	leases   map[string]int64                       // lease id -> use recorded
-	keyDays  map[string]int64                       // key hash/day -> credits, for capped keys
 }
 
 var (
@@ -39,7 +38,7 @@ var (
 func NewStore() *Store {
 	return &Store{free: billing.DefaultCatalog().Free(), accounts: map[string][]byte{},
 		ledger: map[string]map[string]billing.Entry{}, events: map[string]bool{},
-		keys: map[string]billing.APIKey{}, usage: map[string]map[string]map[string]int64{}, leases: map[string]int64{}, keyDays: map[string]int64{}}
+		keys: map[string]billing.APIKey{}, usage: map[string]map[string]map[string]int64{}, leases: map[string]int64{}}
 }
 
 // RequireVerifiedEmail makes Provision open the account of an identity

@@ -67,9 +67,9 @@ run "defaults" {
 
   assert {
     condition = toset([for fn in google_cloudfunctions2_function.fn : fn.build_config[0].entry_point]) == toset([
-      "User", "Checkout", "Cancel", "Portal", "Webhook", "Meter", "TaskGrant", "TaskReconcile",
+      "User", "Checkout", "Cancel", "Portal", "Webhook", "Meter", "Operator", "TaskGrant", "TaskReconcile", "TaskNotify",
     ])
-    error_message = "Every entry point that paymeter.go registers (User, Checkout, Cancel, Portal, Webhook, Meter, TaskGrant, TaskReconcile) must be deployed, once."
+    error_message = "Every entry point that paymeter.go registers (User, Checkout, Cancel, Portal, Webhook, Meter, Operator, TaskGrant, TaskReconcile, TaskNotify) must be deployed, once."
   }
 
   assert {
@@ -90,7 +90,7 @@ run "defaults" {
   # Public: the user API, the metered API, the webhook (and the other
   # browser-called functions).
   assert {
-    condition     = toset(keys(google_cloud_run_v2_service_iam_member.public)) == toset(["user", "checkout", "cancel", "portal", "webhook", "meter"])
+    condition     = toset(keys(google_cloud_run_v2_service_iam_member.public)) == toset(["user", "checkout", "cancel", "portal", "webhook", "meter", "operator"])
     error_message = "Exactly the user API, checkout, cancel, portal, webhook and meter functions must be public."
   }
 
@@ -109,13 +109,14 @@ run "defaults" {
     condition = alltrue([
       for binding in concat(values(google_cloud_run_v2_service_iam_member.public), values(google_cloud_run_v2_service_iam_member.tasks)) :
       !(contains(["allUsers", "allAuthenticatedUsers"], binding.member) &&
-      contains([google_cloudfunctions2_function.fn["task-grant"].name, google_cloudfunctions2_function.fn["task-reconcile"].name], binding.name))
+        contains([google_cloudfunctions2_function.fn["task-grant"].name, google_cloudfunctions2_function.fn["task-reconcile"].name,
+      google_cloudfunctions2_function.fn["task-notify"].name], binding.name))
     ])
-    error_message = "TaskGrant and TaskReconcile must not be public."
+    error_message = "TaskGrant, TaskReconcile and TaskNotify must not be public."
   }
 
   assert {
-    condition = toset(keys(google_cloud_run_v2_service_iam_member.tasks)) == toset(["task-grant", "task-reconcile"]) && alltrue([
+    condition = toset(keys(google_cloud_run_v2_service_iam_member.tasks)) == toset(["task-grant", "task-reconcile", "task-notify"]) && alltrue([
       for name, binding in google_cloud_run_v2_service_iam_member.tasks :
       binding.member == google_service_account.tasks.member && binding.role == "roles/run.invoker" && binding.name == google_cloudfunctions2_function.fn[name].name
     ])
@@ -134,10 +135,12 @@ run "defaults" {
       portal         = "STRIPE_SECRET_KEY"
       webhook        = "STRIPE_SECRET_KEY,STRIPE_WEBHOOK_SECRET"
       meter          = ""
+      operator       = "PAYMETER_OPERATOR_SECRET"
       task-grant     = ""
       task-reconcile = ""
+      task-notify    = ""
     }
-    error_message = "Only checkout, cancel and portal (the key) and webhook (key and signing secret) may mount Stripe secrets."
+    error_message = "Only checkout, cancel and portal (the key) and webhook (key and signing secret) may mount Stripe secrets, and only operator the operator secret."
   }
 
   assert {
@@ -190,9 +193,14 @@ run "defaults" {
       ]) &&
       toset([for m in google_service_account_iam_member.functions_act_as_tasks : "${m.role} ${m.member}"]) == toset([
         "roles/iam.serviceAccountUser ${google_service_account.functions.member}", "roles/iam.serviceAccountUser ${google_service_account.user.member}",
+        "roles/iam.serviceAccountUser ${google_service_account.meter.member}",
+      ]) &&
+      toset([for m in google_cloud_tasks_queue_iam_member.enqueue_notices : "${m.role} ${m.member} ${m.name}"]) == toset([
+        for a in [google_service_account.functions.member, google_service_account.user.member, google_service_account.meter.member] :
+        "roles/cloudtasks.enqueuer ${a} ${google_cloud_tasks_queue.notices.name}"
       ])
     )
-    error_message = "Enqueue on the grant queue and actAs on the task caller: the functions' and the user API's accounts only."
+    error_message = "Enqueue on the grant queue: the functions' and the user API's accounts only; on the notices queue and actAs on the task caller: those and the metered API's."
   }
 
   assert {
@@ -211,8 +219,10 @@ run "defaults" {
       portal         = google_service_account.functions.email
       webhook        = google_service_account.functions.email
       meter          = google_service_account.meter.email
+      operator       = google_service_account.functions.email
       task-grant     = google_service_account.functions.email
       task-reconcile = google_service_account.functions.email
+      task-notify    = google_service_account.functions.email
     }
     error_message = "user and meter must run as their own accounts, the others as the functions' account."
   }
@@ -276,6 +286,22 @@ run "defaults" {
   }
 
   assert {
+    condition = google_cloud_tasks_queue.notices.retry_config[0].max_retry_duration == "259200s" && alltrue([
+      for fn in google_cloudfunctions2_function.fn :
+      fn.service_config[0].environment_variables["TASKS_NOTIFY_URL"] == "https://task-notify-123456789012.europe-west2.run.app" &&
+      fn.service_config[0].environment_variables["TASKS_NOTIFY_QUEUE"] == "projects/paymeter-test/locations/europe-west2/queues/paymeter-notices"
+    ])
+    error_message = "Notices go to their own queue, retried for three days, delivered by task-notify."
+  }
+
+  assert {
+    condition = toset(keys(google_secret_manager_secret.notify)) == toset(["SMTP_URL", "OPERATOR_WEBHOOK_SECRET"]) && alltrue([
+      for b in google_secret_manager_secret_iam_member.functions_read_notify :
+    b.member == google_service_account.functions.member && b.role == "roles/secretmanager.secretAccessor"])
+    error_message = "The SMTP URL and the operator webhook secret live in Secret Manager, readable by the functions."
+  }
+
+  assert {
     condition = (
       google_cloud_scheduler_job.reconcile.http_target[0].uri == "https://task-reconcile-123456789012.europe-west2.run.app" &&
       google_cloud_scheduler_job.reconcile.http_target[0].oidc_token[0].service_account_email == google_service_account.tasks.email &&
@@ -324,7 +350,7 @@ run "defaults" {
   }
 
   assert {
-    condition     = output.webhook_url == "https://europe-west2-paymeter-test.cloudfunctions.net/webhook" && length(output.function_urls) == 8
+    condition     = output.webhook_url == "https://europe-west2-paymeter-test.cloudfunctions.net/webhook" && length(output.function_urls) == 10
     error_message = "Outputs must give the webhook URL and every function URL."
   }
 
@@ -352,17 +378,22 @@ run "hosting_rewrites_match_the_functions" {
     condition = {
       for r in jsondecode(file("${path.module}/../firebase.json")).hosting.rewrites : r.source => r.function.functionId if can(r.function)
       } == {
-      "/api/plans"          = "user"
-      "/api/user"           = "user"
-      "/api/keys"           = "user"
-      "/api/keys/**"        = "user"
-      "/api/usage"          = "user"
-      "/api/ledger"         = "user"
-      "/api/checkout"       = "checkout"
-      "/api/cancel"         = "cancel"
-      "/api/portal"         = "portal"
-      "/api/stripe/webhook" = "webhook"
-      "/api/meter"          = "meter"
+      "/api/plans"                  = "user"
+      "/api/user"                   = "user"
+      "/api/keys"                   = "user"
+      "/api/keys/**"                = "user"
+      "/api/usage"                  = "user"
+      "/api/ledger"                 = "user"
+      "/api/notifications"          = "user"
+      "/api/checkout"               = "checkout"
+      "/api/cancel"                 = "cancel"
+      "/api/portal"                 = "portal"
+      "/api/stripe/webhook"         = "webhook"
+      "/api/meter"                  = "meter"
+      "/api/verify"                 = "operator"
+      "/api/reservations"           = "operator"
+      "/api/reservations/**"        = "operator"
+      "/api/reservations/**/settle" = "operator"
     }
     error_message = "firebase.json must rewrite exactly the contract's public API paths to their functions (and no task handler path)."
   }
@@ -415,4 +446,70 @@ run "rejects_negative_min_instances" {
   }
 
   expect_failures = [var.min_instance_count]
+}
+
+# The notices' secrets are mounted once the deployment uses them.
+run "notice_secrets_mount_when_used" {
+  command = plan
+
+  variables {
+    smtp_enabled         = true
+    operator_webhook_url = "https://ops.example.com/paymeter"
+    mail_from            = "Paymeter <billing@example.com>"
+  }
+
+  assert {
+    condition = alltrue([for name, fn in google_cloudfunctions2_function.fn :
+      (name != "task-notify" || toset([for s in fn.service_config[0].secret_environment_variables : "${s.key}=${s.secret}@${s.version}"]) == toset(["SMTP_URL=smtp-url@3", "OPERATOR_WEBHOOK_SECRET=operator-webhook-secret@3"])) &&
+      (name == "task-notify" || length(setintersection(["SMTP_URL", "OPERATOR_WEBHOOK_SECRET"], [for s in fn.service_config[0].secret_environment_variables : s.key])) == 0) &&
+      fn.service_config[0].environment_variables["OPERATOR_WEBHOOK_URL"] == "https://ops.example.com/paymeter" &&
+      fn.service_config[0].environment_variables["MAIL_FROM"] == "Paymeter <billing@example.com>"
+    ])
+    error_message = "With smtp_enabled and an operator_webhook_url, TaskNotify alone mounts SMTP_URL and OPERATOR_WEBHOOK_SECRET (by version number), and every function gets MAIL_FROM and OPERATOR_WEBHOOK_URL."
+  }
+}
+
+# Upstreams: the meter is told where they are, and the meter's service
+# account may invoke each upstream Cloud Run service named, and only those.
+run "upstreams" {
+  command = plan
+
+  variables {
+    meter_upstreams = {
+      "/v1/"          = { url = "https://search-abc-uc.a.run.app", service = "search" }
+      "/v2/translate" = { url = "https://translate-xyz-ew.a.run.app", service = "translate", location = "us-central1" }
+      "/v3/"          = { url = "https://elsewhere.example.com" }
+    }
+    meter_charge_on = "2xx"
+  }
+
+  assert {
+    condition     = google_cloudfunctions2_function.fn["meter"].service_config[0].environment_variables["METER_UPSTREAMS"] == "/v1/=https://search-abc-uc.a.run.app,/v2/translate=https://translate-xyz-ew.a.run.app,/v3/=https://elsewhere.example.com"
+    error_message = "METER_UPSTREAMS must list every prefix=url of meter_upstreams."
+  }
+
+  assert {
+    condition     = google_cloudfunctions2_function.fn["meter"].service_config[0].environment_variables["METER_CHARGE_ON"] == "2xx"
+    error_message = "METER_CHARGE_ON must come from meter_charge_on."
+  }
+
+  assert {
+    condition = (toset(keys(google_cloud_run_v2_service_iam_member.upstream)) == toset(["/v1/", "/v2/translate"]) &&
+      google_cloud_run_v2_service_iam_member.upstream["/v1/"].name == "search" &&
+      google_cloud_run_v2_service_iam_member.upstream["/v1/"].location == var.region &&
+      google_cloud_run_v2_service_iam_member.upstream["/v2/translate"].location == "us-central1" &&
+      alltrue([for b in values(google_cloud_run_v2_service_iam_member.upstream) :
+    b.role == "roles/run.invoker" && b.member == google_service_account.meter.member]))
+    error_message = "Each upstream that names its Cloud Run service must grant roles/run.invoker to the meter's service account, and nothing else."
+  }
+}
+
+run "upstream_urls_are_checked" {
+  command = plan
+
+  variables {
+    meter_upstreams = { "/api/x" = { url = "https://search-abc-uc.a.run.app" } }
+  }
+
+  expect_failures = [var.meter_upstreams]
 }

@@ -298,6 +298,21 @@ async function handleApi(req, res, url) {
     if (process.env.FAKE_HISTORY !== '0') days.push({ date: iso(now() - 3 * DAY).slice(0, 10), credits: 12 }, { date: iso(now() - 9 * DAY).slice(0, 10), credits: 30 })
     return send(res, 200, { days })
   }
+  if (route === 'GET /api/notifications' || route === 'PUT /api/notifications') {
+    a.notify ||= { enabled: true, threshold: 0, billingEmails: true }
+    if (req.method === 'PUT') {
+      const body = await readJSON(req)
+      if (body?.lowBalance?.enabled !== undefined) a.notify.enabled = !!body.lowBalance.enabled
+      if (body?.lowBalance?.threshold !== undefined) a.notify.threshold = Number(body.lowBalance.threshold) || 0
+      if (body?.billingEmails !== undefined) a.notify.billingEmails = !!body.billingEmails
+    }
+    const def = Math.max(1, Math.floor(((plans.find((x) => x.name === a.plan) || plans[0]).credits * 20) / 100))
+    return send(res, 200, {
+      lowBalance: { enabled: a.notify.enabled, threshold: a.notify.threshold || def, defaultThreshold: def, custom: a.notify.threshold > 0 },
+      billingEmails: a.notify.billingEmails,
+      moneyEmails: true,
+    })
+  }
   if (route === 'GET /api/ledger' && LEDGER) {
     const entries = a.ledger.map((e) => ({ ...e, at: iso(e.at), ...(e.expiresAt ? { expiresAt: iso(e.expiresAt) } : { expiresAt: undefined }) }))
     return send(res, 200, { entries: entries.reverse() })

@@ -3,10 +3,13 @@
 // sign up, see 50 credits, create a key, call the playground until 402,
 // subscribe to Basic through the stand-in's checkout page, see plan and credits
 // change, open billing, cancel back to Free, revoke the key and see the
-// playground refuse it. A screenshot of each state goes to E2E_SCREENSHOTS
-// (default web/e2e/screenshots).
+// playground refuse it. With E2E_MAILPIT_URL (the local mail server of the
+// dev server), after spending it reads the low-balance and exhausted emails
+// in Mailpit's web view and sees the ledger say they went out. A screenshot
+// of each state goes to E2E_SCREENSHOTS (default web/e2e/screenshots).
 //
 // Env: E2E_BASE_URL (required: the origin serving the app and /api),
+//      E2E_MAILPIT_URL (optional: Mailpit's web view and API),
 //      CHROMIUM (default /usr/bin/chromium), E2E_SCREENSHOTS, E2E_HEADFUL=1.
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises'
 import os from 'node:os'
@@ -23,6 +26,7 @@ if (!base) {
 const shots = path.resolve(process.env.E2E_SCREENSHOTS || path.join(here, 'screenshots'))
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium'
 const T = Number(process.env.E2E_STEP_TIMEOUT_MS || 20_000)
+const mailpit = (process.env.E2E_MAILPIT_URL || '').replace(/\/+$/, '')
 
 const started = Date.now()
 const steps = []
@@ -162,6 +166,53 @@ async function main() {
       await checkControls('the playground')
     })
 
+    await step('set the low-balance threshold in the notification settings', async () => {
+      await nav('Dashboard')
+      const card = page.getByTestId('notifications')
+      await card.getByText('Emails about money').waitFor()
+      expect((await card.getByTestId('notify-threshold').getAttribute('placeholder')) === 'default: 10', 'the default threshold, 20% of Free')
+      await card.getByLabel('Low-balance threshold (credits)').fill('15')
+      await card.getByRole('button', { name: 'Save notification settings' }).click()
+      await card.getByTestId('notify-saved').waitFor()
+      await card.getByText('Now: 15 credits.').waitFor()
+      await card.getByLabel('Low-balance threshold (credits)').fill('')
+      await card.getByRole('button', { name: 'Save notification settings' }).click()
+      await card.getByText('Now: 10 credits.').waitFor()
+      await checkControls('the dashboard with notification settings')
+    })
+
+    if (mailpit) {
+      await step('read the low-balance and exhausted emails in Mailpit', async () => {
+        // The notices are delivered by tasks a moment after the calls.
+        let mine = []
+        for (let i = 0; i < 100 && mine.length < 2; i++) {
+          const list = await (await fetch(`${mailpit}/api/v1/messages?limit=200`)).json()
+          mine = list.messages.filter((m) => m.To.some((t) => t.Address === email))
+          if (mine.length < 2) await new Promise((r) => setTimeout(r, 200))
+        }
+        const subjects = mine.map((m) => m.Subject).sort()
+        expect(subjects.length === 2 && /^Your credits are running low: 9 left$/.test(subjects[1]) && subjects[0] === 'You have run out of credits',
+          `one low-balance and one exhausted email, got ${JSON.stringify(subjects)}`)
+        await page.reload()
+        await page.getByText('Email sent: You have run out of credits').waitFor()
+        await page.getByText('Email sent: Your credits are running low: 9 left').waitFor()
+        await shot('dashboard-notices-in-ledger')
+        const mail = await context.newPage()
+        try {
+          await mail.goto(mailpit)
+          await mail.getByText('Your credits are running low: 9 left').first().click()
+          await mail.frameLocator('iframe').first().getByText('below your alert threshold of 10').waitFor()
+          await mail.screenshot({ path: path.join(shots, `${String(++shotN).padStart(2, '0')}-mailpit-low-balance.png`), fullPage: true })
+          await mail.goto(mailpit)
+          await mail.getByText('You have run out of credits').first().click()
+          await mail.frameLocator('iframe').first().getByText('Calls are refused with 402').waitFor()
+          await mail.screenshot({ path: path.join(shots, `${String(++shotN).padStart(2, '0')}-mailpit-exhausted.png`), fullPage: true })
+        } finally {
+          await mail.close()
+        }
+      })
+    }
+
     await step('subscribe to Basic through checkout', async () => {
       await nav('Dashboard')
       await page.getByTestId('credits-total').filter({ hasText: /^0 credits$/ }).waitFor()
@@ -192,6 +243,23 @@ async function main() {
       await page.getByTestId('credits-total').filter({ hasText: '1,000 credits' }).waitFor()
       await page.getByTestId('sub-status').filter({ hasText: 'Active' }).waitFor()
       await shot('dashboard-basic')
+    })
+
+    await step('call the sample upstream through the playground and see it by route', async () => {
+      await nav('Playground')
+      await page.getByLabel('API key').fill(secret)
+      await page.getByLabel('Route').fill('/v1/stats')
+      await page.getByLabel('Body').fill('One metered call. Through the meter!')
+      await page.getByRole('button', { name: 'Call POST /v1/stats' }).click()
+      const result = page.getByTestId('pg-result')
+      await result.and(page.locator('[data-status="200"]')).waitFor()
+      await page.getByTestId('pg-body').filter({ hasText: '"words":6' }).waitFor()
+      await result.getByText('Cost 1 credit.').waitFor()
+      await shot('playground-upstream')
+      await nav('Dashboard')
+      const routes = page.getByTestId('usage-routes')
+      await routes.getByRole('row', { name: /\/v1\/ 1 credit/ }).waitFor()
+      await routes.getByRole('row', { name: /\/api\/meter 50 credits/ }).waitFor()
     })
 
     await step('open billing, cancel at period end there, see it on the dashboard', async () => {

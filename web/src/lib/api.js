@@ -97,8 +97,28 @@ export function createApi({ origin = '', getToken = async () => null, fetchImpl 
         throw err
       }
     },
+    // The owner's notification settings: {lowBalance:{enabled,threshold,defaultThreshold,custom},billingEmails,moneyEmails}.
+    async notifications() {
+      return authed('GET', '/api/notifications')
+    },
+    // Saves any subset of {lowBalance:{enabled,threshold},billingEmails}; a threshold of 0 is the default.
+    async saveNotifications(settings) {
+      return authed('PUT', '/api/notifications', { body: settings })
+    },
     // One metered call with an API key. Resolves to {credits}; a refusal
     // (401 invalid_api_key, 402 insufficient_credits, ...) throws ApiError.
+    // One call to any metered route (an upstream's, like /v1/stats) with a
+    // text body. Resolves to {status, text, cost, remaining, requestId};
+    // a refusal throws ApiError.
+    async callRoute(apiKey, method, route, text) {
+      const headers = { Authorization: `Bearer ${apiKey.trim()}`, Accept: '*/*' }
+      if (text) headers['Content-Type'] = 'text/plain'
+      const res = await fetchImpl(base + route, { method, headers, body: method === 'GET' || !text ? undefined : text })
+      const body = await res.text()
+      if (!res.ok) throw apiErrorFrom(res.status, body)
+      const h = (k) => res.headers?.get?.(k) ?? null
+      return { status: res.status, text: body, cost: h('X-Credits-Cost'), remaining: h('X-Credits-Remaining'), requestId: h('X-Request-Id') }
+    },
     async meter(apiKey) {
       const res = await send('POST', '/api/meter', { token: apiKey.trim() })
       const body = await parse(res)

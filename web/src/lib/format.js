@@ -188,6 +188,11 @@ export function describeLedgerEntry(entry, opts = {}) {
       text = note || 'Note'
       extra = ''
       break
+    case 'notice':
+      // "Email sent: Your credits are running low: 9 left"
+      text = note || 'Email sent'
+      extra = ''
+      break
     case 'debit':
     case 'usage':
       text = `Used ${credits}`

@@ -108,6 +108,7 @@ describe('describeLedgerEntry', () => {
     [{ kind: 'debt_paid', source: 'free', credits: -50, at, note: 'Free credits paid towards debt' }, '-', '50 credits paid towards debt (free weekly allowance)'],
     [{ kind: 'note', credits: 0, at, note: 'Payment failed: Basic credits bought once not granted' }, '+', 'Payment failed: Basic credits bought once not granted'],
     [{ kind: 'mystery_move', credits: -3, at }, '-', 'mystery move: -3 credits'],
+    [{ kind: 'notice', credits: 0, at, note: 'Email sent: You have run out of credits' }, '+', 'Email sent: You have run out of credits'],
   ])('%o', (entry, sign, text) => {
     const d = describeLedgerEntry(entry, utc)
     expect(d.text).toBe(text)
