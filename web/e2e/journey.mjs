@@ -301,7 +301,7 @@ async function main() {
     await step('a key limited to 1 call a second answers 429 in the playground; roll it with a grace', async () => {
       await nav('API keys')
       await page.getByLabel('Key name').fill('e2e-limited')
-      await page.getByText('Limits, routes and expiry (optional)').click()
+      await page.getByRole('button', { name: 'Limits, routes and expiry (optional)' }).click()
       await page.getByLabel('Calls a second').fill('1')
       await page.getByTestId('limits-preview').filter({ hasText: 'At most 1 call a second' }).waitFor()
       await page.getByRole('button', { name: 'Create key' }).click()
