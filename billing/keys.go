@@ -37,6 +37,231 @@ type APIKey struct {
 	CreatedAt  time.Time `firestore:"createdAt"`
 	LastUsedAt time.Time `firestore:"lastUsedAt"`
 	Revoked    bool      `firestore:"revoked"`
+	// ExpiresAt, when set, is when the key stops working (a roll sets it to
+	// the end of the old key's grace).
+	ExpiresAt time.Time `firestore:"expiresAt,omitempty"`
+	// Scopes are the metered route prefixes the key may call; none: all.
+	Scopes []string  `firestore:"scopes,omitempty"`
+	Limits KeyLimits `firestore:"limits"`
+	// RolledTo is the id of the key that replaced this one in a roll.
+	RolledTo string `firestore:"rolledTo,omitempty"`
+}
+
+// KeyLimits are a key's own limits; a zero field is no limit.
+type KeyLimits struct {
+	PerSecond     int64 `firestore:"perSecond,omitempty" json:"perSecond,omitempty"`
+	Burst         int64 `firestore:"burst,omitempty" json:"burst,omitempty"`
+	CreditsPerDay int64 `firestore:"creditsPerDay,omitempty" json:"creditsPerDay,omitempty"`
+}
+
+// Bounds of the key options: past them a request is refused as absurd.
+const (
+	MaxPerSecond     = 10_000
+	MaxBurst         = 100_000
+	MaxCreditsPerDay = 1_000_000_000
+	MaxScopes        = 20
+	maxScopeLen      = 200
+	MaxKeyLifetime   = 10 * 366 * 24 * time.Hour
+	MaxGrace         = 7 * 24 * time.Hour
+)
+
+// KeyOptions are what a key's owner chooses beside its name, as a create
+// or an edit sends them: a nil field is not given.
+type KeyOptions struct {
+	Name      *string
+	ExpiresAt *time.Time // the zero time clears the expiry
+	Scopes    *[]string  // empty: every route
+	Limits    *LimitsInput
+}
+
+// LimitsInput is the limits as a request gives them: a nil field is no
+// limit, a zero or negative one is refused.
+type LimitsInput struct {
+	PerSecond     *int64 `json:"perSecond"`
+	Burst         *int64 `json:"burst"`
+	CreditsPerDay *int64 `json:"creditsPerDay"`
+}
+
+// Apply validates o against routes (the metered routes a scope may name)
+// and now, and sets it on k. It returns a CodeBadRequest error, leaving k
+// unchanged, for a bad name, a past or absurd expiry, an unknown or
+// malformed scope, or a zero, negative or absurd limit.
+func (o KeyOptions) Apply(k *APIKey, routes []string, now time.Time) error {
+	next := *k
+	if o.Name != nil {
+		if err := ValidKeyName(*o.Name); err != nil {
+			return err
+		}
+		next.Name = strings.TrimSpace(*o.Name)
+	}
+	if o.ExpiresAt != nil {
+		at := *o.ExpiresAt
+		switch {
+		case at.IsZero():
+		case !at.After(now):
+			return Errorf(CodeBadRequest, "expiresAt must be in the future")
+		case at.Sub(now) > MaxKeyLifetime:
+			return Errorf(CodeBadRequest, "expiresAt must be within 10 years")
+		}
+		next.ExpiresAt = at.UTC()
+	}
+	if o.Scopes != nil {
+		scopes, err := validScopes(*o.Scopes, routes)
+		if err != nil {
+			return err
+		}
+		next.Scopes = scopes
+	}
+	if o.Limits != nil {
+		l, err := o.Limits.valid()
+		if err != nil {
+			return err
+		}
+		next.Limits = l
+	}
+	*k = next
+	return nil
+}
+
+func (in LimitsInput) valid() (KeyLimits, error) {
+	var l KeyLimits
+	field := func(name string, v *int64, hi int64, out *int64) error {
+		if v == nil {
+			return nil
+		}
+		if *v < 1 || *v > hi {
+			return Errorf(CodeBadRequest, "limits.%s must be a whole number from 1 to %d, or left out for no limit", name, hi)
+		}
+		*out = *v
+		return nil
+	}
+	if err := field("perSecond", in.PerSecond, MaxPerSecond, &l.PerSecond); err != nil {
+		return l, err
+	}
+	if err := field("burst", in.Burst, MaxBurst, &l.Burst); err != nil {
+		return l, err
+	}
+	if err := field("creditsPerDay", in.CreditsPerDay, MaxCreditsPerDay, &l.CreditsPerDay); err != nil {
+		return l, err
+	}
+	if l.Burst > 0 && l.PerSecond == 0 {
+		return l, Errorf(CodeBadRequest, "limits.burst needs limits.perSecond")
+	}
+	if l.PerSecond > 0 && l.Burst == 0 {
+		l.Burst = l.PerSecond
+	}
+	return l, nil
+}
+
+// validScopes checks that each scope is a path prefix ("/v1/" or
+// "/api/meter") that at least one metered route lies under, and returns
+// them without duplicates.
+func validScopes(scopes, routes []string) ([]string, error) {
+	if len(scopes) > MaxScopes {
+		return nil, Errorf(CodeBadRequest, "a key has at most %d scopes", MaxScopes)
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, sc := range scopes {
+		if !strings.HasPrefix(sc, "/") || len(sc) > maxScopeLen || strings.ContainsAny(sc, " ?#\t\n") {
+			return nil, Errorf(CodeBadRequest, "a scope is a route prefix such as /api/meter, got %q", sc)
+		}
+		known := false
+		for _, r := range routes {
+			if underScope(r, sc) || underScope(sc, r) {
+				known = true
+				break
+			}
+		}
+		if !known {
+			return nil, Errorf(CodeBadRequest, "no metered route lies under the scope %q", sc)
+		}
+		if !seen[sc] {
+			seen[sc] = true
+			out = append(out, sc)
+		}
+	}
+	return out, nil
+}
+
+// underScope reports whether route lies under the prefix scope, at a path
+// segment boundary: "/v1/" holds "/v1/search", "/api/meter" holds
+// "/api/meter" and "/api/meter/x" but not "/api/meterx".
+func underScope(route, scope string) bool {
+	if !strings.HasPrefix(route, scope) {
+		return false
+	}
+	return len(route) == len(scope) || strings.HasSuffix(scope, "/") || route[len(scope)] == '/'
+}
+
+// Allows reports whether the key may call route.
+func (k APIKey) Allows(route string) bool {
+	if len(k.Scopes) == 0 {
+		return true
+	}
+	for _, sc := range k.Scopes {
+		if underScope(route, sc) {
+			return true
+		}
+	}
+	return false
+}
+
+// Expired reports whether the key no longer works at now.
+func (k APIKey) Expired(now time.Time) bool {
+	return !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt)
+}
+
+// Admit is the check of a key for one call of route at now, before any
+// rate limit or debit: ErrInvalidAPIKey for a revoked key, a
+// CodeInvalidAPIKey error that says so for an expired or rolled key, and a
+// CodeRouteNotAllowed error outside its scopes. An empty route (a call that
+// names none, such as a reservation) is not checked against the scopes.
+func (k APIKey) Admit(route string, now time.Time) error {
+	switch {
+	case k.Revoked:
+		return ErrInvalidAPIKey
+	case k.Expired(now) && k.RolledTo != "":
+		return Errorf(CodeInvalidAPIKey, "this API key was rolled and its grace period ended at %s; use the new key", k.ExpiresAt.UTC().Format(time.RFC3339))
+	case k.Expired(now):
+		return Errorf(CodeInvalidAPIKey, "this API key expired at %s", k.ExpiresAt.UTC().Format(time.RFC3339))
+	case route != "" && !k.Allows(route):
+		return Errorf(CodeRouteNotAllowed, "this API key may call only %s", strings.Join(k.Scopes, ", "))
+	}
+	return nil
+}
+
+// AdmitDay checks a capped key's day: a CodeKeyLimitReached error when
+// usedToday credits plus cost would pass its creditsPerDay.
+func (l KeyLimits) AdmitDay(usedToday, cost int64) error {
+	if l.CreditsPerDay > 0 && usedToday+cost > l.CreditsPerDay {
+		return Errorf(CodeKeyLimitReached, "this API key's daily cap of %d credits is reached (%d used today); it resets at 00:00 UTC", l.CreditsPerDay, usedToday)
+	}
+	return nil
+}
+
+// Roll makes the key that replaces k: a new secret with k's name, scopes
+// and limits, and k changed to work until now+grace (at once: revoked).
+// It returns a CodeBadRequest error for a negative grace or one over
+// MaxGrace.
+func (k *APIKey) Roll(random io.Reader, grace time.Duration, now time.Time) (secret string, next APIKey, hash string, err error) {
+	if grace < 0 || grace > MaxGrace {
+		return "", APIKey{}, "", Errorf(CodeBadRequest, "graceSeconds must be from 0 to %d", int(MaxGrace.Seconds()))
+	}
+	secret, next, hash, err = NewAPIKey(random, k.UID, k.Name, now)
+	if err != nil {
+		return "", APIKey{}, "", err
+	}
+	next.Scopes, next.Limits, next.ExpiresAt = k.Scopes, k.Limits, k.ExpiresAt
+	k.RolledTo = next.ID
+	end := now.Add(grace)
+	if grace == 0 {
+		k.Revoked = true
+	}
+	if k.ExpiresAt.IsZero() || end.Before(k.ExpiresAt) {
+		k.ExpiresAt = end
+	}
+	return secret, next, hash, nil
 }
 
 // NewAPIKey makes a key for uid from 160 random bits read from random. It

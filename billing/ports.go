@@ -51,6 +51,16 @@ type KeyStore interface {
 	Keys(ctx context.Context, uid string) ([]APIKey, error)
 	// RevokeKey revokes the owner's key id; ErrNotFound if uid holds no such key.
 	RevokeKey(ctx context.Context, uid, id string) error
+	// Key returns the key under hash, revoked or not, or ErrInvalidAPIKey.
+	Key(ctx context.Context, hash string) (APIKey, error)
+	// UpdateKey runs fn on the owner's unrevoked key id in a transaction and
+	// stores its name, expiry, scopes and limits, or nothing if fn fails;
+	// ErrNotFound if uid holds no such key.
+	UpdateKey(ctx context.Context, uid, id string, fn func(*APIKey) error) (APIKey, error)
+	// RollKey runs roll on the owner's unrevoked key id and stores both the
+	// old key it changed and the new key it returns under newHash, in one
+	// transaction; ErrNotFound if uid holds no such key.
+	RollKey(ctx context.Context, uid, id string, roll func(old *APIKey) (newHash string, next APIKey, err error)) error
 }
 
 // Meter debits the account that owns an API key. It returns the credits left,

@@ -22,6 +22,7 @@ import (
 	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/internal/emulator"
 	"github.com/paymeter/paymeter/internal/mock"
+	"github.com/paymeter/paymeter/lease"
 	"github.com/paymeter/paymeter/store"
 )
 
@@ -49,6 +50,10 @@ type harness struct {
 	store *store.Store
 	sched *mock.Scheduler
 	logs  *bytes.Buffer
+	clock *clock.Fixed
+	// instance serves the same store as another function instance would,
+	// with the rate limiter lim.
+	instance func(lim functions.RateLimiter) *http.ServeMux
 }
 
 func newHarness(t *testing.T, env map[string]string) *harness {
@@ -73,11 +78,21 @@ func newHarnessAuth(t *testing.T, env map[string]string, auth billing.TokenVerif
 	cat := billing.DefaultCatalog()
 	st := store.New(client, cat.Free())
 	st.RequireVerifiedEmail(cfg.RequireVerifiedEmail)
-	h := &harness{t: t, mux: http.NewServeMux(), store: st, sched: &mock.Scheduler{}, logs: &bytes.Buffer{}}
-	srv := &functions.Server{Config: cfg, Catalog: cat, Accounts: st, History: st, Keys: st, Meter: st, Events: st,
-		Scheduler: h.sched, Auth: auth, Clock: clock.NewFixed(t0), Random: rand.Reader, Metering: st,
-		Log: slog.New(slog.NewTextHandler(h.logs, nil))}
-	srv.Mount(h.mux, srv.Functions())
+	h := &harness{t: t, mux: http.NewServeMux(), store: st, sched: &mock.Scheduler{}, logs: &bytes.Buffer{}, clock: clock.NewFixed(t0)}
+	log := slog.New(slog.NewTextHandler(h.logs, nil))
+	h.instance = func(lim functions.RateLimiter) *http.ServeMux {
+		srv := &functions.Server{Config: cfg, Catalog: cat, Accounts: st, History: st, Keys: st, Meter: st, Events: st,
+			Scheduler: h.sched, Auth: auth, Clock: h.clock, Random: rand.Reader, Metering: st, Limiter: lim, Log: log}
+		if cfg.MeterMode == "lease" {
+			m := lease.New(st, h.clock, lease.Config{KeyTTL: cfg.KeyCacheTTL}, nil)
+			t.Cleanup(func() { _ = m.Close(context.Background()) })
+			srv.Meter, srv.Leases = m, m
+		}
+		mux := http.NewServeMux()
+		srv.Mount(mux, srv.Functions())
+		return mux
+	}
+	h.mux = h.instance(nil)
 	return h
 }
 

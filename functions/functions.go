@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/config"
@@ -53,7 +54,7 @@ type Needs struct {
 // Table is every entry point. TestTableIsWhatIsDeployed holds firebase.json
 // and terraform/functions.tf to it.
 var Table = []Entry{
-	{Name: "User", Paths: []string{"/api/plans", "/api/user", "/api/keys", "/api/keys/{id}", "/api/usage", "/api/ledger", "/api/notifications"},
+	{Name: "User", Paths: []string{"/api/plans", "/api/user", "/api/keys", "/api/keys/{id}", "/api/keys/{id}/roll", "/api/usage", "/api/ledger", "/api/notifications"},
 		Needs: Needs{Auth: true, Scheduler: true, Notices: true}},
 	{Name: "Meter", Paths: []string{"/api/meter"}, Needs: Needs{Notices: true}}, // and the routes of METER_COSTS and prefixes of METER_UPSTREAMS
 	{Name: "Operator", Paths: []string{"/api/verify", "/api/reservations", "/api/reservations/{id}", "/api/reservations/{id}/settle"}, Needs: Needs{Notices: true}},
@@ -85,12 +86,14 @@ type Function struct {
 // Server holds the dependencies of every handler. Set the fields, then call
 // Functions; a nil dependency is only allowed where a function is unused.
 type Server struct {
-	Config    config.Config
-	Catalog   billing.Catalog
-	Accounts  billing.Accounts
-	History   billing.History
-	Keys      billing.KeyStore
-	Meter     billing.Meter
+	Config   config.Config
+	Catalog  billing.Catalog
+	Accounts billing.Accounts
+	History  billing.History
+	Keys     billing.KeyStore
+	Meter    billing.Meter
+	// Limiter holds keys to their rates; nil: a LocalLimiter.
+	Limiter   RateLimiter
 	Events    billing.Events
 	Scheduler billing.Scheduler
 	Payments  billing.Payments
@@ -121,6 +124,11 @@ type Server struct {
 	UpstreamToken func(ctx context.Context, audience string) (string, error)
 
 	upstreams []*upstream
+
+	localOnce sync.Once
+	local     *LocalLimiter
+	keyMu     sync.Mutex
+	keyCache  map[string]cachedKey
 }
 
 // NoticeStore is what the delivery of notices and its sweep need.

@@ -94,6 +94,56 @@ func (k *fzKeys) RevokeKey(_ context.Context, uid, id string) error {
 	return billing.ErrNotFound
 }
 
+func (k *fzKeys) Key(_ context.Context, hash string) (billing.APIKey, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	x, ok := k.keys[hash]
+	if !ok {
+		return billing.APIKey{}, billing.ErrInvalidAPIKey
+	}
+	return x, nil
+}
+
+func (k *fzKeys) own(uid, id string) (string, bool) {
+	for h, x := range k.keys {
+		if x.UID == uid && x.ID == id && !x.Revoked {
+			return h, true
+		}
+	}
+	return "", false
+}
+
+func (k *fzKeys) UpdateKey(_ context.Context, uid, id string, fn func(*billing.APIKey) error) (billing.APIKey, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	h, ok := k.own(uid, id)
+	if !ok {
+		return billing.APIKey{}, billing.ErrNotFound
+	}
+	x := k.keys[h]
+	if err := fn(&x); err != nil {
+		return billing.APIKey{}, err
+	}
+	k.keys[h] = x
+	return x, nil
+}
+
+func (k *fzKeys) RollKey(_ context.Context, uid, id string, roll func(*billing.APIKey) (string, billing.APIKey, error)) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	h, ok := k.own(uid, id)
+	if !ok {
+		return billing.ErrNotFound
+	}
+	x := k.keys[h]
+	nh, next, err := roll(&x)
+	if err != nil {
+		return err
+	}
+	k.keys[h], k.keys[nh], k.balance[nh] = x, next, k.balance[h]
+	return nil
+}
+
 func (k *fzKeys) DebitKey(_ context.Context, hash string, cost int64, _ time.Time) (int64, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()

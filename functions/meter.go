@@ -3,6 +3,7 @@ package functions
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -66,7 +67,7 @@ func (s *Server) meter(w http.ResponseWriter, r *http.Request) {
 		body, _ := json.Marshal(map[string]int64{"credits": d.Remaining})
 		return billing.Answer{Status: http.StatusOK, Body: append(body, '\n'), Header: receiptHeader(d.Cost, d.Remaining)}
 	}
-	d, replay, err := s.charge(r, key, idem, cost, path, answer)
+	d, replay, err := s.charge(r, key, idem, cost, path, path, answer)
 	if err != nil {
 		s.Fail(w, r, err)
 		return
@@ -79,33 +80,46 @@ func (s *Server) meter(w http.ResponseWriter, r *http.Request) {
 	httpjson.Write(w, http.StatusOK, map[string]int64{"credits": d.Remaining})
 }
 
-// charge debits cost for route from the key's account. With an
-// Idempotency-Key it goes through the store's transaction, in lease mode
-// too, so that the answer is stored with the debit; a repeat gets the stored
-// answer back (replay non-nil) and is charged nothing. answer makes the
-// answer to store; nil stores a pending one (an upstream's answer, saved
-// once it is known).
-func (s *Server) charge(r *http.Request, key, idem string, cost int64, route string,
+// charge is the one check and debit of a metered call (the metered
+// routes, upstreams, POST /api/verify): the key check (admitKey: the key
+// is live and unexpired, path is within its scopes, the call within its
+// rate), then the debit of cost for route from the key's account. A key
+// with a daily cap is held to it in the debit's own transaction: it is
+// charged by the store's transaction in lease mode too. With an
+// Idempotency-Key the charge goes through the store's transaction, in lease
+// mode too, so that the answer is stored with the debit; a repeat gets the
+// stored answer back (replay non-nil) and is charged nothing (it is still
+// checked and counted against the key's rate). answer makes the answer to
+// store; nil stores a pending one (an upstream's answer, saved once it is
+// known).
+func (s *Server) charge(r *http.Request, key, idem string, cost int64, route, path string,
 	answer func(billing.Debited) billing.Answer) (billing.Debited, *billing.Answer, error) {
-	hash := billing.HashKey(key)
 	now := s.Clock.Now()
+	hash, k, err := s.admitKey(r.Context(), key, path, now)
+	if err != nil {
+		return billing.Debited{}, nil, err
+	}
+	capped := k.Limits.CreditsPerDay > 0
 	if idem == "" {
-		if s.Leases != nil {
+		if s.Leases != nil && !capped {
 			d, err := s.Leases.Charge(r.Context(), hash, cost, route, now)
 			return d, nil, err
 		}
-		if s.Metering == nil { // a Meter double alone: no route, no refunds
+		if s.Metering == nil { // a Meter double alone: no route, no refunds, no caps
+			if capped {
+				return billing.Debited{}, nil, errors.New("charge: a key with a daily cap needs Server.Metering")
+			}
 			remaining, err := s.Meter.DebitKey(r.Context(), hash, cost, now)
 			return billing.Debited{Cost: cost, Remaining: remaining, Route: route, At: now}, nil, err
 		}
-		d, _, err := s.Metering.Charge(r.Context(), store.ChargeRequest{Hash: hash, Cost: cost, Route: route,
+		d, _, err := s.Metering.Charge(r.Context(), store.ChargeRequest{Hash: hash, Key: &k, Cost: cost, Route: route,
 			RequestID: requestID(r.Context()), Now: now})
 		return d, nil, err
 	}
 	if s.Metering == nil {
 		return billing.Debited{}, nil, billing.Errorf(billing.CodeUnavailable, "idempotency keys are not served here")
 	}
-	req := store.ChargeRequest{Hash: hash, Cost: cost, Route: route, RequestID: requestID(r.Context()), Now: now,
+	req := store.ChargeRequest{Hash: hash, Key: &k, Cost: cost, Route: route, RequestID: requestID(r.Context()), Now: now,
 		Idem: &store.Idem{ID: store.IdempotencyID(hash, idem), Method: r.Method, Path: r.URL.Path}, Answer: answer}
 	return s.Metering.Charge(r.Context(), req)
 }

@@ -94,7 +94,7 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
 		body, _ := json.Marshal(verified(d))
 		return billing.Answer{Status: http.StatusOK, Body: append(body, '\n'), Header: receiptHeader(d.Cost, d.Remaining)}
 	}
-	d, replay, err := s.charge(r, in.Key, idem, cost, route, answer)
+	d, replay, err := s.charge(r, in.Key, idem, cost, route, route, answer)
 	if err != nil {
 		s.Fail(w, r, err)
 		return
@@ -172,6 +172,12 @@ func (s *Server) reserve(w http.ResponseWriter, r *http.Request) {
 		return
 	case !billing.WellFormedKey(in.Key):
 		s.Fail(w, r, billing.ErrInvalidAPIKey)
+		return
+	}
+	// The key check of metered calls, with no route: a reservation names
+	// none, so the key's scopes are not checked (nor its daily cap).
+	if _, _, err := s.admitKey(r.Context(), in.Key, "", s.Clock.Now()); err != nil {
+		s.Fail(w, r, err)
 		return
 	}
 	b := make([]byte, 12)

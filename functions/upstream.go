@@ -141,7 +141,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, up *upstream) {
 	}
 	for attempt := 0; ; attempt++ {
 		var replay *billing.Answer
-		d, replay, err = s.charge(r, key, idem, cost, up.Prefix, nil)
+		d, replay, err = s.charge(r, key, idem, cost, up.Prefix, r.URL.Path, nil)
 		if err != nil {
 			s.Fail(w, r, err)
 			return

@@ -19,7 +19,8 @@ func (s *Server) userHandler() http.Handler {
 	user.handle("/api/plans", methods{http.MethodGet: s.plans})
 	user.handle("/api/user", methods{http.MethodGet: s.signedIn(s.user)})
 	user.handle("/api/keys", methods{http.MethodGet: s.signedIn(s.listKeys), http.MethodPost: s.signedIn(s.createKey)})
-	user.handle("/api/keys/{id}", methods{http.MethodDelete: s.signedIn(s.revokeKey)})
+	user.handle("/api/keys/{id}", methods{http.MethodDelete: s.signedIn(s.revokeKey), http.MethodPatch: s.signedIn(s.updateKey)})
+	user.handle("/api/keys/{id}/roll", methods{http.MethodPost: s.signedIn(s.rollKey)})
 	user.handle("/api/usage", methods{http.MethodGet: s.signedIn(s.usage)})
 	user.handle("/api/ledger", methods{http.MethodGet: s.signedIn(s.ledger)})
 	user.handle("/api/notifications", methods{http.MethodGet: s.signedIn(s.notifications), http.MethodPut: s.signedIn(s.putNotifications)})
@@ -186,37 +187,42 @@ func (s *Server) user(w http.ResponseWriter, r *http.Request, a *billing.Account
 	httpjson.Write(w, http.StatusOK, map[string]any{"user": toUserJSON(a, s.Clock.Now())})
 }
 
-type keyJSON struct {
-	ID         string     `json:"id"`
-	Name       string     `json:"name"`
-	Prefix     string     `json:"prefix"`
-	CreatedAt  time.Time  `json:"createdAt"`
-	LastUsedAt *time.Time `json:"lastUsedAt"`
-}
-
 func (s *Server) listKeys(w http.ResponseWriter, r *http.Request, a *billing.Account) {
 	keys, err := s.Keys.Keys(r.Context(), a.UID)
 	if err != nil {
 		s.Fail(w, r, err)
 		return
 	}
+	now := s.Clock.Now()
 	out := make([]keyJSON, 0, len(keys))
 	for _, k := range keys {
-		out = append(out, keyJSON{ID: k.ID, Name: k.Name, Prefix: k.Prefix, CreatedAt: k.CreatedAt.UTC(), LastUsedAt: timeOrNil(k.LastUsedAt)})
+		out = append(out, toKeyJSON(k, now))
 	}
 	httpjson.Write(w, http.StatusOK, map[string]any{"keys": out})
 }
 
 func (s *Server) createKey(w http.ResponseWriter, r *http.Request, a *billing.Account) {
-	var in struct {
-		Name string `json:"name"`
-	}
+	var in keyOptionsJSON
 	if err := httpjson.Decode(r, &in); err != nil {
 		s.Fail(w, r, err)
 		return
 	}
-	secret, key, hash, err := billing.NewAPIKey(s.Random, a.UID, in.Name, s.Clock.Now())
+	opts, err := in.options()
 	if err != nil {
+		s.Fail(w, r, err)
+		return
+	}
+	name := ""
+	if in.Name != nil {
+		name = *in.Name
+	}
+	now := s.Clock.Now()
+	secret, key, hash, err := billing.NewAPIKey(s.Random, a.UID, name, now)
+	if err != nil {
+		s.Fail(w, r, err)
+		return
+	}
+	if err := opts.Apply(&key, s.meterPaths(), now); err != nil {
 		s.Fail(w, r, err)
 		return
 	}
@@ -225,8 +231,9 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request, a *billing.Ac
 		return
 	}
 	s.Log.InfoContext(r.Context(), "api key created", "uid", a.UID, "key", key.ID, "prefix", key.Prefix)
-	httpjson.Write(w, http.StatusCreated, map[string]any{"id": key.ID, "name": key.Name, "prefix": key.Prefix,
-		"key": secret, "createdAt": key.CreatedAt.UTC()})
+	out := toKeyJSON(key, now)
+	out.Key = secret
+	httpjson.Write(w, http.StatusCreated, out)
 }
 
 func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request, a *billing.Account) {

@@ -18,6 +18,7 @@ import (
 	"github.com/paymeter/paymeter/lease"
 	"github.com/paymeter/paymeter/notify"
 	"github.com/paymeter/paymeter/payments"
+	"github.com/paymeter/paymeter/ratelimit"
 	"github.com/paymeter/paymeter/store"
 	"github.com/paymeter/paymeter/tasks"
 )
@@ -96,7 +97,8 @@ func (c *Core) Server(clock billing.Clock, sched billing.Scheduler, pay billing.
 	srv := &Server{Config: c.Config, Catalog: c.Catalog, Accounts: c.Store, History: c.Store, Keys: c.Store,
 		Meter: meter, Events: c.Store, Scheduler: sched, Payments: pay, Webhooks: payments.NewWebhook(webhookSecret),
 		Auth: c.Auth, Clock: clock, Random: rand.Reader, Log: c.Log, Tasks: c.Store, Metering: c.Store,
-		Outbox: c.Store, Mailer: c.Mailer, OperatorWebhook: c.Webhook, Notices: c.Notices}
+		Outbox: c.Store, Mailer: c.Mailer, OperatorWebhook: c.Webhook, Notices: c.Notices,
+		Limiter: ratelimit.New(c.Store, clock, ratelimit.Config{}, c.Log)}
 	if c.Leases != nil {
 		srv.Leases = c.Leases
 	}

@@ -43,7 +43,10 @@ type Idem struct {
 
 // ChargeRequest is one metered call to debit.
 type ChargeRequest struct {
-	Hash      string // the API key's hash
+	Hash string // the API key's hash
+	// Key, if set, is the key as the caller read and admitted it
+	// (functions' admitKey), so that it is not read again.
+	Key       *billing.APIKey
 	Cost      int64
 	Route     string // the usage counts it under this route; "" under none
 	RequestID string
@@ -64,8 +67,11 @@ type ChargeRequest struct {
 // document. It returns billing.ErrInvalidAPIKey, ErrInsufficientCredits and
 // ErrIdempotencyConflict (a stored answer to another method or path).
 func (s *Store) Charge(ctx context.Context, r ChargeRequest) (billing.Debited, *billing.Answer, error) {
-	key, err := s.Key(ctx, r.Hash)
-	if err != nil {
+	var key billing.APIKey
+	var err error
+	if r.Key != nil {
+		key = *r.Key
+	} else if key, err = s.Key(ctx, r.Hash); err != nil {
 		return billing.Debited{}, nil, err
 	}
 	if key.Revoked {
@@ -82,6 +88,8 @@ func (s *Store) Charge(ctx context.Context, r ChargeRequest) (billing.Debited, *
 		}
 	}
 	keyRef := s.fs.Collection(keysCol).Doc(r.Hash)
+	month, day := billing.UsageKeys(r.Now)
+	keyUsage := keyRef.Collection(usageCol).Doc(month) // a capped key's use of each day
 	var out billing.Debited
 	var replay *billing.Answer
 	var written *billing.Account
@@ -107,6 +115,17 @@ func (s *Store) Charge(ctx context.Context, r ChargeRequest) (billing.Debited, *
 		if err != nil {
 			return err
 		}
+		if key.Limits.CreditsPerDay > 0 {
+			// The key's day is read and counted with the debit, so that
+			// concurrent calls never pass its cap.
+			used, err := dayUse(tx, keyUsage, day)
+			if err != nil {
+				return err
+			}
+			if err := key.Limits.AdmitDay(used, r.Cost); err != nil {
+				return err
+			}
+		}
 		taken, err := a.DebitFrom(r.Cost, r.Now)
 		if errors.Is(err, billing.ErrInsufficientCredits) && a.Refused(r.Cost, r.Now) {
 			// The first refusal after credits came in: write its notice,
@@ -122,6 +141,11 @@ func (s *Store) Charge(ctx context.Context, r ChargeRequest) (billing.Debited, *
 		written = a
 		if err := s.countUsage(tx, key.UID, r.Route, r.Now, r.Cost); err != nil {
 			return err
+		}
+		if key.Limits.CreditsPerDay > 0 {
+			if err := tx.Set(keyUsage, map[string]any{"days": map[string]any{day: firestore.Increment(r.Cost)}}, firestore.MergeAll); err != nil {
+				return err
+			}
 		}
 		if r.Now.Sub(key.LastUsedAt) > keyTouchInterval {
 			if err := tx.Update(keyRef, []firestore.Update{{Path: "lastUsedAt", Value: r.Now}}); err != nil {
@@ -147,6 +171,9 @@ func (s *Store) Charge(ctx context.Context, r ChargeRequest) (billing.Debited, *
 	if err != nil {
 		if errors.Is(err, billing.ErrNotFound) {
 			return billing.Debited{}, nil, billing.ErrInvalidAPIKey // the owner is gone
+		}
+		if billing.ErrorCode(err) == billing.CodeKeyLimitReached {
+			return billing.Debited{}, nil, err
 		}
 		return billing.Debited{}, nil, fmt.Errorf("charge %s: %w", key.UID, err)
 	}

@@ -326,6 +326,23 @@ func (s *Store) DebitKey(ctx context.Context, hash string, cost int64, now time.
 	return d.Remaining, err
 }
 
+// dayUse reads the credits counted on day in the usage document ref.
+func dayUse(tx *firestore.Transaction, ref *firestore.DocumentRef, day string) (int64, error) {
+	snap, err := tx.Get(ref)
+	if status.Code(err) == codes.NotFound {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	v, err := snap.DataAt("days." + day)
+	if err != nil {
+		return 0, nil // no use that day
+	}
+	n, _ := v.(int64)
+	return n, nil
+}
+
 // debitAttempts is how often a contended debit transaction is retried
 // before the call fails as unavailable; a hot key retries more than the
 // SDK's default of five.
@@ -385,6 +402,101 @@ func (s *Store) RevokeKey(ctx context.Context, uid, id string) error {
 	if _, err := snaps[0].Ref.Update(ctx, []firestore.Update{{Path: "revoked", Value: true},
 		{Path: "expireAt", Value: time.Now().Add(keyRetention)}}); err != nil {
 		return fmt.Errorf("revoke key %s: %w", id, err)
+	}
+	return nil
+}
+
+// UpdateKey runs fn on uid's unrevoked key id in a transaction and stores
+// its name, expiry, scopes and limits.
+func (s *Store) UpdateKey(ctx context.Context, uid, id string, fn func(*billing.APIKey) error) (billing.APIKey, error) {
+	var out billing.APIKey
+	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		ref, k, err := s.ownKey(tx, uid, id)
+		if err != nil {
+			return err
+		}
+		if err := fn(&k); err != nil {
+			return err
+		}
+		var expires any = firestore.Delete
+		if !k.ExpiresAt.IsZero() {
+			expires = k.ExpiresAt
+		}
+		var scopes any = firestore.Delete
+		if len(k.Scopes) > 0 {
+			scopes = k.Scopes
+		}
+		out = k
+		return tx.Update(ref, []firestore.Update{{Path: "name", Value: k.Name}, {Path: "expiresAt", Value: expires},
+			{Path: "scopes", Value: scopes}, {Path: "limits", Value: k.Limits}})
+	})
+	if err != nil {
+		return billing.APIKey{}, fmt.Errorf("update key %s: %w", id, err)
+	}
+	return out, nil
+}
+
+// RollKey runs roll on uid's unrevoked key id and, in the same transaction,
+// stores the old key as roll changed it (kept keyRetention past its end,
+// a Firestore TTL on expireAt) and the new key under its hash.
+func (s *Store) RollKey(ctx context.Context, uid, id string, roll func(*billing.APIKey) (string, billing.APIKey, error)) error {
+	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		ref, k, err := s.ownKey(tx, uid, id)
+		if err != nil {
+			return err
+		}
+		hash, next, err := roll(&k)
+		if err != nil {
+			return err
+		}
+		if err := tx.Update(ref, []firestore.Update{{Path: "revoked", Value: k.Revoked}, {Path: "expiresAt", Value: k.ExpiresAt},
+			{Path: "rolledTo", Value: k.RolledTo}, {Path: "expireAt", Value: k.ExpiresAt.Add(keyRetention)}}); err != nil {
+			return err
+		}
+		return tx.Create(s.fs.Collection(keysCol).Doc(hash), next)
+	})
+	if err != nil {
+		return fmt.Errorf("roll key %s: %w", id, err)
+	}
+	return nil
+}
+
+// ownKey reads uid's unrevoked key id in tx.
+func (s *Store) ownKey(tx *firestore.Transaction, uid, id string) (*firestore.DocumentRef, billing.APIKey, error) {
+	snaps, err := tx.Documents(s.keysOf(uid).Where("id", "==", id).Limit(1)).GetAll()
+	if err != nil {
+		return nil, billing.APIKey{}, err
+	}
+	if len(snaps) == 0 {
+		return nil, billing.APIKey{}, billing.ErrNotFound
+	}
+	var k billing.APIKey
+	if err := snaps[0].DataTo(&k); err != nil {
+		return nil, billing.APIKey{}, fmt.Errorf("decode key: %w", err)
+	}
+	return snaps[0].Ref, k, nil
+}
+
+// ClaimRate runs fn on the rate pool of the key hashed as hash
+// (apiKeys/{hash}/limits/rate) in a transaction and stores it.
+func (s *Store) ClaimRate(ctx context.Context, hash string, fn func(*billing.RatePool)) error {
+	ref := s.fs.Collection(keysCol).Doc(hash).Collection("limits").Doc("rate")
+	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		var p billing.RatePool
+		snap, err := tx.Get(ref)
+		switch {
+		case err == nil:
+			if err := snap.DataTo(&p); err != nil {
+				return fmt.Errorf("decode rate pool: %w", err)
+			}
+		case status.Code(err) != codes.NotFound:
+			return err
+		}
+		fn(&p)
+		return tx.Set(ref, p)
+	}, firestore.MaxAttempts(debitAttempts))
+	if err != nil {
+		return fmt.Errorf("claim rate: %w", err)
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -52,6 +53,9 @@ var statusOf = map[string]int{
 	billing.CodeConflict:            http.StatusConflict,
 	billing.CodeAlreadySubscribed:   http.StatusConflict,
 	billing.CodeTooManyKeys:         http.StatusConflict,
+	billing.CodeRouteNotAllowed:     http.StatusForbidden,
+	billing.CodeRateLimited:         http.StatusTooManyRequests,
+	billing.CodeKeyLimitReached:     http.StatusPaymentRequired,
 	billing.CodeTooLarge:            http.StatusRequestEntityTooLarge,
 	billing.CodeUnavailable:         http.StatusServiceUnavailable,
 	billing.CodeInternal:            http.StatusInternalServerError,
@@ -79,6 +83,10 @@ func Fail(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 		if code == billing.CodeInternal {
 			message = "internal error"
 		}
+	}
+	var limited *billing.RateLimitedError
+	if errors.As(err, &limited) {
+		w.Header().Set("Retry-After", strconv.FormatInt(limited.RetryAfterSeconds(), 10))
 	}
 	var body ErrorBody
 	body.Error.Code, body.Error.Message = code, message

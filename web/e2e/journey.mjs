@@ -38,6 +38,7 @@ const consoleErrors = []
 // missing favicon on the Stripe stand-in's pages.
 const expectedNoise = [
   [/status of 40[12] /, /\/api\/meter$/],
+  [/status of 429 /, /\/api\/meter$/], // the limited key's refusals
   [/status of 400 /, /accounts:signInWithPassword/],
   [/status of 404 /, /\/api\/ledger$/],
   [/status of 404 /, /\/favicon\.ico$/], // the stand-in's own pages have none
@@ -295,6 +296,56 @@ async function main() {
       await page.getByTestId('plan-name').filter({ hasText: /^Free$/ }).waitFor()
       await page.getByTestId('sub-status').filter({ hasText: 'No subscription' }).waitFor()
       await shot('dashboard-free-again')
+    })
+
+    await step('a key limited to 1 call a second answers 429 in the playground; roll it with a grace', async () => {
+      await nav('API keys')
+      await page.getByLabel('Key name').fill('e2e-limited')
+      await page.getByRole('button', { name: 'Limits, routes and expiry (optional)' }).click()
+      await page.getByLabel('Calls a second').fill('1')
+      await page.getByTestId('limits-preview').filter({ hasText: 'At most 1 call a second' }).waitFor()
+      await page.getByRole('button', { name: 'Create key' }).click()
+      const box = page.getByTestId('secret')
+      await box.waitFor()
+      const limited = await box.inputValue()
+      await page.getByRole('cell', { name: /^At most 1 call a second/ }).waitFor()
+      await shot('limited-key-created')
+      await nav('Playground')
+      await page.getByLabel('API key').fill(limited)
+      const result = page.getByTestId('pg-result')
+      const button = page.getByRole('button', { name: 'Call POST /api/meter' })
+      let status = ''
+      for (let i = 0; i < 10 && status !== '429'; i++) {
+        await button.click()
+        await page.waitForFunction((n) => document.body.innerText.includes(`Calls made here: ${n}`), i + 1)
+        status = await result.getAttribute('data-status')
+      }
+      expect(status === '429', `a 429 when calling a 1/s key quickly, got ${status}`)
+      await result.getByText('rate_limited').waitFor()
+      await page.getByTestId('pg-retry').filter({ hasText: /try again in \d+ s/ }).waitFor()
+      await shot('playground-429')
+      await checkControls('the playground')
+
+      await nav('API keys')
+      await page.getByRole('button', { name: 'Roll key e2e-limited' }).click()
+      await page.getByLabel('The old key stops working').selectOption({ label: 'in 1 minute' })
+      await page.getByRole('button', { name: 'Roll key', exact: true }).click()
+      await page.getByRole('cell', { name: /^Replaced: works until/ }).waitFor()
+      const rolled = await page.getByTestId('secret').inputValue()
+      expect(rolled !== limited && rolled.length >= 16, 'a new secret after the roll')
+      await shot('key-rolled')
+      // The dev clock moves past the grace: the old key answers 401, the new one does not.
+      const moved = await page.evaluate(async () => (await fetch('/dev/clock/advance', { method: 'POST', body: '{"seconds":61}' })).status)
+      expect(moved === 200, `the dev clock to move, got ${moved}`)
+      await nav('Playground')
+      await page.getByLabel('API key').fill(limited)
+      await button.click()
+      await result.getByText('invalid_api_key').waitFor()
+      await result.getByText(/grace period ended/).waitFor()
+      await page.getByLabel('API key').fill(rolled)
+      await button.click()
+      await result.getByText('invalid_api_key').waitFor({ state: 'detached' })
+      await shot('rolled-old-key-refused')
     })
 
     await step('revoke the key and see the playground refuse it', async () => {

@@ -24,7 +24,12 @@ export function createApi({ origin = '', getToken = async () => null, fetchImpl 
 
   async function parse(res) {
     const text = await res.text()
-    if (!res.ok) throw apiErrorFrom(res.status, text)
+    if (!res.ok) {
+      const err = apiErrorFrom(res.status, text)
+      const retry = res.headers?.get?.('Retry-After')
+      if (retry) err.retryAfter = Number(retry)
+      throw err
+    }
     if (res.status === 204 || text === '') return null
     try {
       return JSON.parse(text)
@@ -56,8 +61,16 @@ export function createApi({ origin = '', getToken = async () => null, fetchImpl 
     async keys() {
       return (await authed('GET', '/api/keys')).keys
     },
-    async createKey(name) {
-      return authed('POST', '/api/keys', { body: { name } })
+    // body: {name, expiresAt?, scopes?, limits?} (lib/keys.js builds it).
+    async createKey(body) {
+      return authed('POST', '/api/keys', { body: typeof body === 'string' ? { name: body } : body })
+    },
+    async updateKey(id, body) {
+      return authed('PATCH', `/api/keys/${encodeURIComponent(id)}`, { body })
+    },
+    // Resolves to the new key, secret included; the old one works graceSeconds more.
+    async rollKey(id, graceSeconds) {
+      return authed('POST', `/api/keys/${encodeURIComponent(id)}/roll`, { body: { graceSeconds } })
     },
     async revokeKey(id) {
       await authed('DELETE', `/api/keys/${encodeURIComponent(id)}`)
