@@ -131,6 +131,17 @@ type keyOptionsJSON struct {
 }
 
 // options reads o as billing.KeyOptions.
+// decodeKeyOptions reads a key's options from the request body, strictly,
+// and validates them.
+func decodeKeyOptions(r *http.Request) (keyOptionsJSON, billing.KeyOptions, error) {
+	var in keyOptionsJSON
+	if err := httpjson.Decode(r, &in); err != nil {
+		return in, billing.KeyOptions{}, err
+	}
+	opts, err := in.options()
+	return in, opts, err
+}
+
 func (o keyOptionsJSON) options() (billing.KeyOptions, error) {
 	opts := billing.KeyOptions{Name: o.Name, Scopes: o.Scopes, Limits: o.Limits}
 	if o.ExpiresAt != nil {
@@ -147,12 +158,7 @@ func (o keyOptionsJSON) options() (billing.KeyOptions, error) {
 }
 
 func (s *Server) updateKey(w http.ResponseWriter, r *http.Request, a *billing.Account) {
-	var in keyOptionsJSON
-	if err := httpjson.Decode(r, &in); err != nil {
-		s.Fail(w, r, err)
-		return
-	}
-	opts, err := in.options()
+	_, opts, err := decodeKeyOptions(r)
 	if err != nil {
 		s.Fail(w, r, err)
 		return

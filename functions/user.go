@@ -202,12 +202,7 @@ func (s *Server) listKeys(w http.ResponseWriter, r *http.Request, a *billing.Acc
 }
 
 func (s *Server) createKey(w http.ResponseWriter, r *http.Request, a *billing.Account) {
-	var in keyOptionsJSON
-	if err := httpjson.Decode(r, &in); err != nil {
-		s.Fail(w, r, err)
-		return
-	}
-	opts, err := in.options()
+	in, opts, err := decodeKeyOptions(r)
 	if err != nil {
 		s.Fail(w, r, err)
 		return

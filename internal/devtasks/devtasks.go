@@ -301,25 +301,8 @@ func (q *Queue) Run(ctx context.Context, interval time.Duration) error {
 // X-Paymeter-Task-Secret header. A status outside 2xx is an error.
 func DeliverHTTP(h http.Handler, secret string) Deliver {
 	return func(ctx context.Context, t billing.GrantTask) error {
-		body, err := json.Marshal(t)
-		if err != nil {
-			return err
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "/api/tasks/grant", bytes.NewReader(body))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", "application/json")
-		if secret != "" {
-			req.Header.Set(tasks.SecretHeader, secret)
-		}
-		w := &recorder{header: http.Header{}}
-		h.ServeHTTP(w, req)
-		if w.status == 0 {
-			w.status = http.StatusOK
-		}
-		if w.status < 200 || w.status > 299 {
-			return fmt.Errorf("deliver grant %s period %d: status %d: %s", t.UID, t.Period, w.status, w.body.String())
+		if err := postTask(ctx, h, "/api/tasks/grant", secret, t); err != nil {
+			return fmt.Errorf("deliver grant %s period %d: %w", t.UID, t.Period, err)
 		}
 		return nil
 	}
@@ -329,28 +312,37 @@ func DeliverHTTP(h http.Handler, secret string) Deliver {
 // as Cloud Tasks would, to h in-process, like DeliverHTTP.
 func DeliverNoticeHTTP(h http.Handler, secret string) DeliverNotice {
 	return func(ctx context.Context, t billing.NoticeTask) error {
-		body, err := json.Marshal(t)
-		if err != nil {
-			return err
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "/api/tasks/notify", bytes.NewReader(body))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", "application/json")
-		if secret != "" {
-			req.Header.Set(tasks.SecretHeader, secret)
-		}
-		w := &recorder{header: http.Header{}}
-		h.ServeHTTP(w, req)
-		if w.status == 0 {
-			w.status = http.StatusOK
-		}
-		if w.status < 200 || w.status > 299 {
-			return fmt.Errorf("deliver notice %s of %s: status %d: %s", t.ID, t.UID, w.status, w.body.String())
+		if err := postTask(ctx, h, "/api/tasks/notify", secret, t); err != nil {
+			return fmt.Errorf("deliver notice %s of %s: %w", t.ID, t.UID, err)
 		}
 		return nil
 	}
+}
+
+// postTask POSTs task as JSON to h at path, with the task secret if any; a
+// status outside 2xx is an error.
+func postTask(ctx context.Context, h http.Handler, path, secret string, task any) error {
+	body, err := json.Marshal(task)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if secret != "" {
+		req.Header.Set(tasks.SecretHeader, secret)
+	}
+	w := &recorder{header: http.Header{}}
+	h.ServeHTTP(w, req)
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	if w.status < 200 || w.status > 299 {
+		return fmt.Errorf("status %d: %s", w.status, w.body.String())
+	}
+	return nil
 }
 
 // recorder is the http.ResponseWriter of an in-process delivery.
