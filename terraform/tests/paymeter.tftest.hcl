@@ -382,6 +382,7 @@ run "hosting_rewrites_match_the_functions" {
       "/api/user"                   = "user"
       "/api/keys"                   = "user"
       "/api/keys/**"                = "user"
+      "/api/keys/**/roll"           = "user"
       "/api/usage"                  = "user"
       "/api/ledger"                 = "user"
       "/api/notifications"          = "user"
