@@ -96,20 +96,13 @@ func (s *Store) Charge(ctx context.Context, r ChargeRequest) (billing.Debited, *
 	refused := false
 	err = s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		out, replay, written, refused = billing.Debited{}, nil, nil, false
-		var idemRef *firestore.DocumentRef
-		if r.Idem != nil {
-			idemRef = s.fs.Collection(idempotencyCol).Doc(r.Idem.ID)
-			ans, err := readAnswer(tx, idemRef, r.Now)
-			if err != nil {
-				return err
-			}
-			if ans != nil {
-				if err := ans.Matches(r.Idem.Method, r.Idem.Path); err != nil {
-					return err
-				}
-				replay = ans
-				return nil
-			}
+		idemRef, ans, err := s.storedAnswer(tx, r.Idem, r.Now)
+		if err != nil {
+			return err
+		}
+		if ans != nil {
+			replay = ans
+			return nil
 		}
 		a, err := s.getAccount(tx, key.UID)
 		if err != nil {
@@ -186,6 +179,24 @@ func (s *Store) Charge(ctx context.Context, r ChargeRequest) (billing.Debited, *
 
 // readAnswer reads the stored answer at ref in tx; nil if there is none or
 // it is past its 24 hours (the TTL deletes it some time later).
+// storedAnswer reads, in tx, the answer stored for idem (nil: none) and
+// returns where it is kept. A stored answer to another method or path is
+// an idempotency conflict. With no idem it does nothing.
+func (s *Store) storedAnswer(tx *firestore.Transaction, idem *Idem, now time.Time) (*firestore.DocumentRef, *billing.Answer, error) {
+	if idem == nil {
+		return nil, nil, nil
+	}
+	ref := s.fs.Collection(idempotencyCol).Doc(idem.ID)
+	ans, err := readAnswer(tx, ref, now)
+	if err != nil || ans == nil {
+		return ref, nil, err
+	}
+	if err := ans.Matches(idem.Method, idem.Path); err != nil {
+		return ref, nil, err
+	}
+	return ref, ans, nil
+}
+
 func readAnswer(tx *firestore.Transaction, ref *firestore.DocumentRef, now time.Time) (*billing.Answer, error) {
 	snap, err := tx.Get(ref)
 	if status.Code(err) == codes.NotFound {

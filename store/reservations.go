@@ -74,20 +74,13 @@ func (s *Store) Reserve(ctx context.Context, r ReserveRequest) (Reservation, *bi
 	var written *billing.Account
 	err = s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		out, replay, written = Reservation{}, nil, nil
-		var idemRef *firestore.DocumentRef
-		if r.Idem != nil {
-			idemRef = s.fs.Collection(idempotencyCol).Doc(r.Idem.ID)
-			ans, err := readAnswer(tx, idemRef, r.Now)
-			if err != nil {
-				return err
-			}
-			if ans != nil {
-				if err := ans.Matches(r.Idem.Method, r.Idem.Path); err != nil {
-					return err
-				}
-				replay = ans
-				return nil
-			}
+		idemRef, ans, err := s.storedAnswer(tx, r.Idem, r.Now)
+		if err != nil {
+			return err
+		}
+		if ans != nil {
+			replay = ans
+			return nil
 		}
 		a, err := s.accountAt(tx, key.UID, r.Now)
 		if err != nil {
