@@ -32,11 +32,11 @@ type Config struct {
 	LogFormat             string           // LOG_FORMAT: json or text (default json; the dev server uses text)
 	Port                  string           // PORT (default 8000)
 	MaxBodyBytes          int64            // MAX_BODY_BYTES: request body cap (default 65536)
-	MeterMode             string           // METER_MODE: txn (a transaction per metered call) or lease (credit leases) (default txn)
+	MeterMode             string           // METER_MODE: lease (credit leases, one journal write per flush) or txn (a transaction per metered call) (default lease)
 	LeaseTTL              time.Duration    // LEASE_TTL: a credit lease's lifetime, the longest a crashed instance strands credits (default 30s)
-	LeaseIdle             time.Duration    // LEASE_IDLE: a lease unused this long goes back (default 3s)
+	LeaseIdle             time.Duration    // LEASE_IDLE: a lease unused this long goes back at the instance's next call (default 3s)
 	LeaseMaxBlock         int64            // LEASE_MAX_BLOCK: the most credits one lease takes (default 1000)
-	KeyCacheTTL           time.Duration    // KEY_CACHE_TTL: lease mode's key cache, the revocation delay (default 10s)
+	KeyCacheTTL           time.Duration    // KEY_CACHE_TTL: lease mode's key cache, the revocation bound when the revocation listener is down (default 60s)
 	TasksNotifyURL        string           // TASKS_NOTIFY_URL: the TaskNotify function's URL, where notice tasks go (none: notices wait in the outbox)
 	TasksNotifyQueue      string           // TASKS_NOTIFY_QUEUE: the queue of notice tasks (default TASKS_QUEUE)
 	SMTPURL               string           // SMTP_URL: smtp://user:password@host:port or smtps://... (none: no emails)
@@ -134,14 +134,14 @@ func Load(getenv func(string) string) (Config, error) {
 		return Config{}, fmt.Errorf("MAX_BODY_BYTES must be an integer of at least 1024")
 	}
 	c.MaxBodyBytes = n
-	c.MeterMode = get("METER_MODE", "txn")
+	c.MeterMode = get("METER_MODE", "lease")
 	if c.MeterMode != "txn" && c.MeterMode != "lease" {
 		return Config{}, fmt.Errorf("METER_MODE must be txn or lease")
 	}
 	var errs []error
 	c.LeaseTTL = duration(&errs, "LEASE_TTL", get("LEASE_TTL", "30s"), "30s", time.Second)
 	c.LeaseIdle = duration(&errs, "LEASE_IDLE", get("LEASE_IDLE", "3s"), "3s", 100*time.Millisecond)
-	c.KeyCacheTTL = duration(&errs, "KEY_CACHE_TTL", get("KEY_CACHE_TTL", "10s"), "10s", 100*time.Millisecond)
+	c.KeyCacheTTL = duration(&errs, "KEY_CACHE_TTL", get("KEY_CACHE_TTL", "60s"), "60s", 100*time.Millisecond)
 	c.UpstreamTimeout = duration(&errs, "METER_UPSTREAM_TIMEOUT", get("METER_UPSTREAM_TIMEOUT", "30s"), "30s", 10*time.Millisecond)
 	if len(errs) > 0 {
 		return Config{}, errs[0]

@@ -224,7 +224,7 @@ func TestKeysLifecycle(t *testing.T) {
 	if res := h.as("bob", "DELETE", "/api/keys/"+id, ""); res.status != 204 {
 		t.Fatalf("DELETE own key = %d %s", res.status, res.raw)
 	}
-	if res := h.do("POST", "/api/meter", "", "X-API-Key", secret); res.status != 401 || errorCode(t, res) != "invalid_api_key" {
+	if res := refusedWithin(time.Second, func() response { return h.do("POST", "/api/meter", "", "X-API-Key", secret) }); res.status != 401 || errorCode(t, res) != "invalid_api_key" {
 		t.Fatalf("revoked key = %d %s", res.status, res.raw)
 	}
 	if res := h.as("bob", "DELETE", "/api/keys/"+id, ""); res.status != 404 {

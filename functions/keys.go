@@ -94,8 +94,14 @@ const maxBuckets = 100_000
 // through a per-instance cache trusted for KEY_CACHE_TTL, the bound on how
 // long a revocation, roll or edit takes to reach an instance.
 func (s *Server) lookupKey(ctx context.Context, hash string, now time.Time) (billing.APIKey, error) {
-	if s.Config.MeterMode != "lease" || s.Config.KeyCacheTTL <= 0 {
+	// Only a lease manager (lease mode) caches keys: it also runs the
+	// revocation listener that bounds the cache. Without one, every call
+	// reads its key.
+	if s.Leases == nil || s.Config.KeyCacheTTL <= 0 {
 		return s.Keys.Key(ctx, hash)
+	}
+	if r, ok := s.Leases.(interface{ Revoked(hash string) bool }); ok && r.Revoked(hash) {
+		return billing.APIKey{}, billing.ErrInvalidAPIKey // heard from the revocation listener: within a second
 	}
 	s.keyMu.Lock()
 	e, ok := s.keyCache[hash]
@@ -114,6 +120,28 @@ func (s *Server) lookupKey(ctx context.Context, hash string, now time.Time) (bil
 	s.keyCache[hash] = cachedKey{key: key, err: err, until: now.Add(s.Config.KeyCacheTTL)}
 	s.keyMu.Unlock()
 	return key, err
+}
+
+// forgetKey drops the key id from this instance's key caches once it was
+// changed here, so that the change applies to this instance's next call
+// (other instances: a revocation within about a second through the lease
+// manager's listener, an edit or roll within KEY_CACHE_TTL); revoked also
+// tells the lease manager.
+func (s *Server) forgetKey(id string, revoked bool) {
+	s.keyMu.Lock()
+	var hashes []string
+	for hash, e := range s.keyCache {
+		if e.key.ID == id {
+			hashes = append(hashes, hash)
+			delete(s.keyCache, hash)
+		}
+	}
+	s.keyMu.Unlock()
+	if r, ok := s.Leases.(interface{ Revoke(hash string) }); ok && revoked {
+		for _, hash := range hashes {
+			r.Revoke(hash)
+		}
+	}
 }
 
 type cachedKey struct {
@@ -172,6 +200,7 @@ func (s *Server) updateKey(w http.ResponseWriter, r *http.Request, a *billing.Ac
 		s.Fail(w, r, noSuchKey(err))
 		return
 	}
+	s.forgetKey(id, false)
 	s.Log.InfoContext(r.Context(), "api key changed", "uid", a.UID, "key", id)
 	httpjson.Write(w, http.StatusOK, toKeyJSON(key, now))
 }
@@ -206,6 +235,7 @@ func (s *Server) rollKey(w http.ResponseWriter, r *http.Request, a *billing.Acco
 		s.Fail(w, r, noSuchKey(err))
 		return
 	}
+	s.forgetKey(id, false)
 	s.Log.InfoContext(r.Context(), "api key rolled", "uid", a.UID, "key", id, "next", next.ID, "prefix", next.Prefix, "graceSeconds", grace)
 	out := toKeyJSON(next, now)
 	out.Key = secret

@@ -240,6 +240,7 @@ func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request, a *billing.Ac
 		s.Fail(w, r, err)
 		return
 	}
+	s.forgetKey(id, true)
 	s.Log.InfoContext(r.Context(), "api key revoked", "uid", a.UID, "key", id)
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -6,6 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
 
 	"cloud.google.com/go/firestore"
 	"golang.org/x/oauth2"
@@ -105,6 +109,30 @@ func (c *Core) Server(clock billing.Clock, sched billing.Scheduler, pay billing.
 	return srv
 }
 
+// shutdownGrace is how long a SIGTERM leaves the lease manager to return
+// its leases: Cloud Run kills the instance 10 s after SIGTERM.
+const shutdownGrace = 8 * time.Second
+
+// returnLeasesOnSIGTERM waits for the SIGTERM that Cloud Run sends before
+// it stops an instance (with CPU for its 10 s grace, also under
+// request-based billing), returns every lease within shutdownGrace and
+// exits. The Functions Framework does not handle SIGTERM itself; without
+// this the leases would be settled from the journal when they expire.
+func returnLeasesOnSIGTERM(leases *lease.Manager, log *slog.Logger) {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM)
+	<-sig
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	start := time.Now()
+	if err := leases.Close(ctx); err != nil {
+		log.Error("SIGTERM: leases not all returned; they are settled from the journal when they expire", "err", err)
+	} else {
+		log.Info("SIGTERM: leases returned", "took", time.Since(start).String())
+	}
+	os.Exit(0)
+}
+
 // Production returns the entry point named target as deployed, or every
 // one when target is "", building only the clients they need (Entry.Needs):
 // Firestore always; Firebase Auth, Stripe, Cloud Tasks and Google's ID
@@ -160,6 +188,9 @@ func Production(ctx context.Context, cfg config.Config, log *slog.Logger, target
 		return nil, fmt.Errorf("STRIPE_WEBHOOK_SECRET must be set (from Secret Manager)")
 	}
 	srv := core.Server(clock.Real{}, sched, pay, cfg.StripeWebhookSecret)
+	if core.Leases != nil {
+		go returnLeasesOnSIGTERM(core.Leases, log)
+	}
 	if (target == "" || target == "Meter") && len(cfg.Upstreams) > 0 {
 		tokens, err := upstreamTokens(ctx, cfg.Upstreams)
 		if err != nil {

@@ -22,15 +22,24 @@ func (memStore) Key(context.Context, string) (billing.APIKey, error) {
 	return billing.APIKey{UID: "bench", LastUsedAt: time.Now()}, nil
 }
 
-func (memStore) TakeLease(_ context.Context, r store.LeaseRequest, now time.Time) (billing.Lease, int64, error) {
-	return billing.Lease{ID: r.ID, Owner: r.Owner, Amount: r.Want, TakenAt: now, ExpiresAt: now.Add(r.TTL)}, 1 << 40, nil
+func (memStore) TakeLease(_ context.Context, r store.LeaseRequest, now time.Time) (store.Taken, error) {
+	return store.Taken{Lease: billing.Lease{ID: r.ID, Owner: r.Owner, Amount: r.Want, TakenAt: now, ExpiresAt: now.Add(r.TTL)}, Balance: 1 << 40}, nil
 }
 
-func (memStore) RecordLeaseUses(context.Context, []store.LeaseUse, time.Time) error {
-	return nil
+func (memStore) WriteJournal(_ context.Context, w store.JournalWrite) (time.Time, error) {
+	return time.Unix(0, w.Seq), nil
 }
 
-func (memStore) ReturnLease(context.Context, string, time.Time, ...string) (int64, error) {
+func (memStore) ReadJournal(context.Context, string) (store.Journal, error) {
+	return store.Journal{}, nil
+}
+
+func (memStore) WatchRevocations(ctx context.Context, _ time.Time, _ func(string)) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (memStore) ReturnLease(context.Context, string, time.Time, ...store.LeaseUse) (int64, error) {
 	return 1 << 40, nil
 }
 

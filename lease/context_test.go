@@ -32,7 +32,7 @@ func (s *memLeases) Key(context.Context, string) (billing.APIKey, error) {
 	return billing.APIKey{UID: "u1"}, nil
 }
 
-func (s *memLeases) TakeLease(ctx context.Context, r store.LeaseRequest, now time.Time) (billing.Lease, int64, error) {
+func (s *memLeases) TakeLease(ctx context.Context, r store.LeaseRequest, now time.Time) (store.Taken, error) {
 	s.mu.Lock()
 	s.takes++
 	hold := s.hold
@@ -41,39 +41,48 @@ func (s *memLeases) TakeLease(ctx context.Context, r store.LeaseRequest, now tim
 		select {
 		case <-hold:
 		case <-ctx.Done():
-			return billing.Lease{}, 0, ctx.Err()
+			return store.Taken{}, ctx.Err()
 		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.settle(r.Settle)
 	n := min(r.Want, s.balance)
 	if n == 0 {
-		return billing.Lease{}, s.balance, billing.ErrInsufficientCredits
+		return store.Taken{Balance: s.balance}, billing.ErrInsufficientCredits
 	}
 	s.balance -= n
 	s.amount[r.ID] = n
-	return billing.Lease{ID: r.ID, Amount: n, TakenAt: now, ExpiresAt: now.Add(r.TTL)}, s.balance, nil
+	return store.Taken{Lease: billing.Lease{ID: r.ID, Amount: n, TakenAt: now, ExpiresAt: now.Add(r.TTL)}, Balance: s.balance}, nil
 }
 
-func (s *memLeases) RecordLeaseUses(_ context.Context, uses []store.LeaseUse, _ time.Time) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func (s *memLeases) WriteJournal(_ context.Context, w store.JournalWrite) (time.Time, error) {
+	return time.Unix(0, w.Seq), nil
+}
+
+func (s *memLeases) ReadJournal(context.Context, string) (store.Journal, error) {
+	return store.Journal{}, nil
+}
+
+func (s *memLeases) WatchRevocations(ctx context.Context, _ time.Time, _ func(string)) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// settle gives back what the uses did not spend. s.mu is held.
+func (s *memLeases) settle(uses []store.LeaseUse) {
 	for _, u := range uses {
-		if _, ok := s.amount[u.ID]; !ok {
-			return store.ErrLeaseGone
+		if a, ok := s.amount[u.ID]; ok {
+			s.balance += a - u.Used
+			delete(s.amount, u.ID)
 		}
-		s.used[u.ID] = u.Used
 	}
-	return nil
 }
 
-func (s *memLeases) ReturnLease(_ context.Context, _ string, _ time.Time, ids ...string) (int64, error) {
+func (s *memLeases) ReturnLease(_ context.Context, _ string, _ time.Time, uses ...store.LeaseUse) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, id := range ids {
-		s.balance += s.amount[id] - s.used[id]
-		delete(s.amount, id)
-	}
+	s.settle(uses)
 	return s.balance, nil
 }
 

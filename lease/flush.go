@@ -2,7 +2,6 @@ package lease
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/paymeter/paymeter/store"
@@ -15,12 +14,9 @@ type part struct {
 	use   store.LeaseUse
 }
 
-// maxLeasesPerCommit keeps a commit within Firestore's 500 writes (a lease
-// document and a usage document each).
-const maxLeasesPerCommit = 200
-
-// flush records the calls admitted on every lease, one commit per round,
-// and answers them, until none are left; retired leases are then returned.
+// flush records the calls admitted on every lease, one journal write per
+// round, and answers them, until none are left; retired leases are then
+// settled.
 func (m *Manager) flush() {
 	defer m.work.Done()
 	for {
@@ -28,6 +24,11 @@ func (m *Manager) flush() {
 		m.fmu.Lock()
 		batch := m.dirty
 		m.dirty = nil
+		if len(batch) > 0 {
+			batch = append(batch, m.stale...) // calls are flowing: correct the figures of failed writes
+			m.stale = nil
+		}
+		forget := append([]string(nil), m.forget...)
 		if len(batch) == 0 {
 			m.flushing = false
 			m.fmu.Unlock()
@@ -36,84 +37,140 @@ func (m *Manager) flush() {
 		m.fmu.Unlock()
 
 		parts := make([]part, 0, len(batch))
+		uses := make([]store.LeaseUse, 0, len(batch))
 		var n int64
 		for _, q := range batch {
 			q.a.mu.Lock()
 			q.h.queued = false
-			if calls := q.h.pending; len(calls) > 0 {
-				q.h.pending = nil
+			calls := q.h.pending
+			q.h.pending = nil
+			if (len(calls) > 0 || q.h.stale) && !q.h.gone {
 				q.h.inFlush = true
-				use := store.LeaseUse{UID: q.a.uid, ID: q.h.lease.ID, Used: q.h.used, Delta: q.h.used - q.h.recorded}
-				use.Notice = q.h.crossing(q.a.balance, m.clock.Now())
-				for _, c := range calls {
-					if c.route != "" {
-						if use.Routes == nil {
-							use.Routes = map[string]int64{}
-						}
-						use.Routes[c.route] += c.cost
-					}
-				}
-				parts = append(parts, part{queued: q, calls: calls, use: use})
+				p := part{queued: q, calls: calls, use: store.LeaseUse{UID: q.a.uid, ID: q.h.lease.ID, Used: q.h.used,
+					Days: q.h.days.clone(), Routes: q.h.routes.clone()}}
+				p.use.Notice = q.h.crossing(q.a.balance, m.clock.Now())
+				parts = append(parts, p)
+				uses = append(uses, p.use)
 				n += int64(len(calls))
+			} else {
+				for _, c := range calls {
+					c.done <- errNotRecorded
+				}
 			}
 			q.a.mu.Unlock()
 		}
 		m.pending.Add(-n)
 		m.peak = max(n, m.peak*7/8) // decays to 1: a lone caller never waits
 
-		errs := m.record(parts)
-		for i, p := range parts {
-			err := errs[i]
+		landed, gone, err := m.record(uses, forget)
+		m.fmu.Lock()
+		if err == nil {
+			m.forget = m.forget[len(forget):]
+		}
+		for id := range gone {
+			m.forget = append(m.forget, id) // settled by another transaction: its entry and fence can go
+		}
+		m.fmu.Unlock()
+		for _, p := range parts {
 			p.a.mu.Lock()
 			p.h.inFlush = false
-			if err == nil {
-				p.h.recorded = p.use.Used
-			} else {
-				// Whether or not the commit landed, the lease document has
-				// the truth that settlement reads; stop spending this lease.
-				m.log.Warn("lease: record use", "uid", p.a.uid, "lease", p.h.lease.ID, "calls", len(p.calls), "err", err)
+			var cerr error
+			switch {
+			case landed[p.use.ID]:
+				p.h.recorded = p.use
+				p.h.stale = false
+			case gone[p.use.ID]:
+				// Settled from the journal by another transaction (this
+				// instance was frozen past its lease's expiry): these calls
+				// were not recorded, and nobody will charge them.
+				m.log.Warn("lease: settled by another transaction; calls refused", "uid", p.a.uid, "lease", p.h.lease.ID, "calls", len(p.calls))
+				p.h.gone = true
 				m.retire(p.a, p.h)
-				err = errNotRecorded
+				if !p.h.returned {
+					p.h.returned = true
+					close(p.h.back)
+				}
+				cerr = errNotRecorded
+			default:
+				// The write failed, or may land later: these calls are
+				// answered 503 and must not be charged. Their credits leave
+				// the lease's figures; the next write rewrites the journal
+				// with them, and the lease is not settled before it lands.
+				m.log.Warn("lease: record use", "uid", p.a.uid, "lease", p.h.lease.ID, "calls", len(p.calls), "err", err)
+				for _, c := range p.calls {
+					p.h.used -= c.cost
+					p.h.days.add(c.month, c.day, -c.cost)
+					p.h.routes.add(c.month, c.day, c.route, -c.cost)
+				}
+				p.h.stale = true
+				m.retire(p.a, p.h)
+				cerr = errNotRecorded
 			}
 			m.returnIfDone(p.a, p.h)
 			p.a.mu.Unlock()
 			for _, c := range p.calls {
-				c.done <- err
+				c.done <- cerr
 			}
 		}
 	}
 }
 
-// record commits the parts' use, maxLeasesPerCommit leases a commit, and
-// returns each part's error. A commit refused because one of its leases was
-// settled meanwhile is retried lease by lease, so that the others' calls
-// are recorded.
-func (m *Manager) record(parts []part) []error {
-	errs := make([]error, len(parts))
-	for lo := 0; lo < len(parts); lo += maxLeasesPerCommit {
-		hi := min(lo+maxLeasesPerCommit, len(parts))
-		uses := make([]store.LeaseUse, 0, hi-lo)
-		for _, p := range parts[lo:hi] {
-			uses = append(uses, p.use)
-		}
-		err := m.commit(uses)
-		if errors.Is(err, store.ErrLeaseGone) && len(uses) > 1 {
-			for i := range uses {
-				errs[lo+i] = m.commit(uses[i : i+1])
-			}
-			continue
-		}
-		for i := lo; i < hi; i++ {
-			errs[i] = err
-		}
-	}
-	return errs
-}
-
-func (m *Manager) commit(uses []store.LeaseUse) error {
+// record writes the uses to the journal in one write and returns the
+// leases whose use landed and those that another transaction settled (and
+// whose uses were therefore not written). After a failed write it reads the
+// journal: a write that landed unseen is found by its seq, and the next
+// attempt expects the journal's present update time, so that no earlier
+// attempt can land after it. It returns the last error when no attempt
+// landed.
+func (m *Manager) record(uses []store.LeaseUse, forget []string) (landed, gone map[string]bool, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.Timeout)
 	defer cancel()
-	return m.st.RecordLeaseUses(ctx, uses, m.clock.Now())
+	gone = map[string]bool{}
+	tried := map[int64][]store.LeaseUse{}
+	ids := func(us []store.LeaseUse) map[string]bool {
+		out := make(map[string]bool, len(us))
+		for _, u := range us {
+			out[u.ID] = true
+		}
+		return out
+	}
+	for range 3 {
+		if !m.j.known {
+			j, rerr := m.st.ReadJournal(ctx, m.cfg.Owner)
+			if rerr != nil {
+				err = rerr
+				if ctx.Err() != nil {
+					break
+				}
+				continue
+			}
+			m.j = journalState{known: true, after: j.Updated, seq: j.Seq, lastTry: max(m.j.lastTry, j.Seq)}
+			if us, ok := tried[j.Seq]; ok {
+				return ids(us), gone, nil // an attempt landed unseen
+			}
+			kept := make([]store.LeaseUse, 0, len(uses))
+			for _, u := range uses {
+				if j.Gone[u.ID] {
+					gone[u.ID] = true
+				} else {
+					kept = append(kept, u)
+				}
+			}
+			uses = kept
+		}
+		seq := m.j.lastTry + 1
+		m.j.lastTry = seq
+		tried[seq] = uses
+		t, werr := m.st.WriteJournal(ctx, store.JournalWrite{Owner: m.cfg.Owner, Seq: seq, After: m.j.after,
+			Uses: uses, Forget: forget, Now: m.clock.Now()})
+		if werr == nil {
+			m.j.after, m.j.seq = t, seq
+			return ids(uses), gone, nil
+		}
+		err = werr
+		m.j.known = false
+	}
+	return nil, gone, err
 }
 
 // linger waits, up to the configured time, until as many calls are pending

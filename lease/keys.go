@@ -59,10 +59,57 @@ func (m *Manager) owner(ctx context.Context, hash string, now time.Time) (keyEnt
 	if len(m.keys) >= maxCachedKeys {
 		clear(m.keys)
 	}
-	m.keys[hash] = e
+	if old, ok := m.keys[hash]; !ok || old.err == nil || e.err != nil {
+		m.keys[hash] = e // a revocation heard meanwhile wins
+	}
 	m.keyMu.Unlock()
 	return e, e.err
 }
 
 // maxCachedKeys bounds the key cache; past it the cache starts again.
 const maxCachedKeys = 100_000
+
+// Revoke marks the key hashed as hash revoked in the cache: the instance
+// that revoked it knows at once.
+func (m *Manager) Revoke(hash string) { m.revoked(hash) }
+
+// revoked marks the key hashed as hash revoked in the cache.
+func (m *Manager) revoked(hash string) {
+	m.keyMu.Lock()
+	defer m.keyMu.Unlock()
+	m.keys[hash] = keyEntry{err: billing.ErrInvalidAPIKey, until: m.clock.Now().Add(m.cfg.KeyTTL)}
+}
+
+// watch listens for revocations until ctx is done, so that a revoked key
+// stops working on this instance about as soon as it is revoked, not when
+// its cache entry expires. A listener that fails is started again a second
+// later, from a KeyTTL before it failed: a revocation in the gap is heard
+// then, and never later than the cache's own bound.
+func (m *Manager) watch(ctx context.Context) {
+	defer m.watching.Done()
+	since := time.Now().Add(-m.cfg.KeyTTL) // revocations carry wall-clock times
+	for {
+		started := time.Now()
+		err := m.st.WatchRevocations(ctx, since, m.revoked)
+		if ctx.Err() != nil {
+			return
+		}
+		m.log.Warn("lease: revocation listener stopped; the key cache bounds revocation until it is back", "err", err)
+		since = started.Add(-m.cfg.KeyTTL)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// Revoked reports whether the revocation listener (or a lookup) has seen
+// the key hashed as hash revoked, for callers that keep their own key
+// cache.
+func (m *Manager) Revoked(hash string) bool {
+	m.keyMu.Lock()
+	defer m.keyMu.Unlock()
+	e, ok := m.keys[hash]
+	return ok && errors.Is(e.err, billing.ErrInvalidAPIKey) && m.clock.Now().Before(e.until)
+}

@@ -168,12 +168,12 @@ func TestSmallBalanceLeasesWhatIsLeft(t *testing.T) {
 	}
 }
 
-// A revoked key stops working on an instance within KeyTTL; an unknown key
-// is refused.
+// Without the revocation listener, a revoked key stops working on an
+// instance within KeyTTL; an unknown key is refused.
 func TestRevocationTakesEffectWithinTheKeyTTL(t *testing.T) {
 	s := newStore(t)
 	hash := account(t, s, "cy", 100)
-	m := lease.New(s, clock.Real{}, lease.Config{KeyTTL: 300 * time.Millisecond}, nil)
+	m := lease.New(s, clock.Real{}, lease.Config{KeyTTL: 300 * time.Millisecond, NoWatch: true}, nil)
 	defer closeAll(t, m)
 	ctx := context.Background()
 	if _, err := m.DebitKey(ctx, hash, 1, time.Now()); err != nil {
@@ -205,11 +205,48 @@ func TestRevocationTakesEffectWithinTheKeyTTL(t *testing.T) {
 	}
 }
 
-// An idle lease goes back on its own, so the account's balance is whole
-// again without Close.
-func TestIdleLeaseComesBack(t *testing.T) {
+// With the listener, a revoked key stops working within a second, long
+// before its cache entry (a minute) expires.
+func TestRevocationReachesTheInstanceWithinASecond(t *testing.T) {
+	s := newStore(t)
+	hash := account(t, s, "cz", 100)
+	m := lease.New(s, clock.Real{}, lease.Config{KeyTTL: time.Minute}, nil)
+	defer closeAll(t, m)
+	ctx := context.Background()
+	if _, err := m.DebitKey(ctx, hash, 1, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // the listener has started
+	keys, err := s.Keys(ctx, "cz")
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("keys %v: %v", keys, err)
+	}
+	if err := s.RevokeKey(ctx, "cz", keys[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	revoked := time.Now()
+	for {
+		_, err := m.DebitKey(ctx, hash, 1, time.Now())
+		if errors.Is(err, billing.ErrInvalidAPIKey) {
+			t.Logf("refused %s after the revocation", time.Since(revoked).Round(time.Millisecond))
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if time.Since(revoked) > time.Second {
+			t.Fatalf("a key revoked %s ago still works", time.Since(revoked))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// An idle lease goes back at the next call on the instance (any account's):
+// nothing runs between requests.
+func TestIdleLeaseComesBackOnTheRequestPath(t *testing.T) {
 	s := newStore(t)
 	hash := account(t, s, "di", 500)
+	other := account(t, s, "do", 500)
 	m := lease.New(s, clock.Real{}, lease.Config{Idle: 200 * time.Millisecond}, nil)
 	defer closeAll(t, m)
 	for range 3 {
@@ -217,9 +254,16 @@ func TestIdleLeaseComesBack(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if got := balance(t, s, "di"); got != 497 {
+		t.Fatalf("balance shown while leased %d, want 497", got)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if _, err := m.DebitKey(context.Background(), other, 1, time.Now()); err != nil {
+		t.Fatal(err)
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		a, err := s.Account(context.Background(), "di")
+		a, err := s.StoredAccount(context.Background(), "di")
 		if err != nil {
 			t.Fatal(err)
 		}

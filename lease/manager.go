@@ -4,22 +4,35 @@
 //
 // A call is answered only once its use is durably recorded: the calls
 // admitted since the last flush, on every lease the instance holds, are
-// recorded by one commit (each lease document's running total and each
-// account's usage of the day), then all of them are answered. One flush is
-// in flight per instance; calls that arrive meanwhile join the next. So the
-// commits per call fall as the load rises, and an instance killed at any
-// moment has answered no call it did not record: when its lease expires,
-// the next account transaction settles it with exactly the recorded use.
+// recorded by one write of the instance's journal document (each lease's
+// total and its use per day, store.WriteJournal), then all of them are
+// answered. One flush is in flight per instance; calls that arrive
+// meanwhile join the next. So the writes per call fall as the load rises,
+// whatever the number of accounts, and an instance killed at any moment has
+// answered no call it did not record: when its lease expires, the next
+// account transaction settles it with exactly the use its journal records,
+// and fences the journal so that a write landing later (a frozen instance
+// woken up) fails and its calls are refused, not served for free.
 //
-// Leases are returned when idle, exhausted, near expiry or on Close. Their
-// size adapts: it doubles while the recent rate would spend a block within
-// half a lease lifetime and halves when a block comes back mostly unused,
-// between MinBlock and MaxBlock, and never exceeds half the balance last
-// seen beside the leases (all of it once a single credit is left), so that
-// another instance is not refused while this one holds the credits.
+// A call answered 503 because its flush could not be recorded is not
+// charged: its credits leave the lease's total, which the next write
+// rewrites, and the lease is not returned before that write has landed.
 //
-// Keys are cached per instance for KeyTTL: a revoked key keeps working on an
-// instance that has it cached for at most that long.
+// Nothing needs CPU between requests (Cloud Run throttles it): flushes run
+// while their calls wait; idle leases are found and returned on the request
+// path; a retired lease is settled by the account's next lease transaction,
+// or returned at once when it has credits to give back, or settled from
+// the journal by any transaction after it expires. Close (on SIGTERM)
+// returns every lease. Lease sizes adapt: a block doubles while the recent
+// rate would spend it within half a lease lifetime and halves when it comes
+// back mostly unused, between MinBlock and MaxBlock, and never exceeds half
+// the balance last seen beside the leases (all of it once a single credit
+// is left), so that another instance is not refused while this one holds
+// the credits.
+//
+// Keys are cached per instance for KeyTTL; a revocation reaches the cache
+// within about a second through a Firestore listener (Store.WatchRevocations)
+// while it runs, and within KeyTTL when it does not.
 package lease
 
 import (
@@ -42,13 +55,18 @@ import (
 type Store interface {
 	// Key returns the key under hash, or billing.ErrInvalidAPIKey.
 	Key(ctx context.Context, hash string) (billing.APIKey, error)
-	// TakeLease takes a lease and returns it with the balance left beside it.
-	TakeLease(ctx context.Context, r store.LeaseRequest, now time.Time) (billing.Lease, int64, error)
-	// RecordLeaseUses records the leases' total use in one commit, all or
-	// nothing; store.ErrLeaseGone if any was settled already.
-	RecordLeaseUses(ctx context.Context, uses []store.LeaseUse, now time.Time) error
-	// ReturnLease settles the leases with their recorded use.
-	ReturnLease(ctx context.Context, uid string, now time.Time, ids ...string) (int64, error)
+	// TakeLease settles r.Settle, takes a lease and returns it with the
+	// balance left beside the account's leases.
+	TakeLease(ctx context.Context, r store.LeaseRequest, now time.Time) (store.Taken, error)
+	// WriteJournal writes one flush; store.ErrJournalMoved if the journal
+	// changed since After.
+	WriteJournal(ctx context.Context, w store.JournalWrite) (time.Time, error)
+	// ReadJournal reads the instance's journal.
+	ReadJournal(ctx context.Context, owner string) (store.Journal, error)
+	// ReturnLease settles the leases with the use given.
+	ReturnLease(ctx context.Context, uid string, now time.Time, uses ...store.LeaseUse) (int64, error)
+	// WatchRevocations calls revoked for each key revoked since since.
+	WatchRevocations(ctx context.Context, since time.Time, revoked func(hash string)) error
 }
 
 var _ Store = (*store.Store)(nil)
@@ -56,17 +74,19 @@ var _ Store = (*store.Store)(nil)
 // Config tunes the manager; zero fields take the defaults in brackets.
 type Config struct {
 	TTL            time.Duration // lease lifetime, the longest a crashed instance strands credits [30s]
-	Idle           time.Duration // a lease unused this long goes back [3s]
+	Idle           time.Duration // a lease unused this long goes back at the next call on the instance [3s]
 	MinBlock       int64         // the first block of an account [10]
 	MaxBlock       int64         // the largest block [1000]
-	KeyTTL         time.Duration // how long a key lookup is trusted: the revocation delay [10s]
+	KeyTTL         time.Duration // how long a key lookup is trusted without the revocation listener [60s]
 	NegativeKeyTTL time.Duration // how long an unknown key stays unknown [1s]
-	Owner          string        // this instance's name in lease ids [random]
+	Owner          string        // this instance's name: its journal and lease ids [random]
 	Timeout        time.Duration // the deadline of each Firestore operation [10s]
 	// Linger is how long a flush waits for the calls that usually share it
 	// (as many as the largest recent flush) before it commits [5ms]; a lone
 	// client's calls never wait. Negative: never wait.
 	Linger time.Duration
+	// NoWatch turns the revocation listener off (tests of the TTL bound).
+	NoWatch bool
 }
 
 func (c Config) withDefaults() Config {
@@ -77,7 +97,7 @@ func (c Config) withDefaults() Config {
 	}
 	def(&c.TTL, 30*time.Second)
 	def(&c.Idle, 3*time.Second)
-	def(&c.KeyTTL, 10*time.Second)
+	def(&c.KeyTTL, time.Minute)
 	def(&c.NegativeKeyTTL, time.Second)
 	def(&c.Timeout, 10*time.Second)
 	if c.Linger == 0 {
@@ -100,7 +120,8 @@ func (c Config) withDefaults() Config {
 // errClosed answers calls that arrive after Close.
 var errClosed = fmt.Errorf("lease manager closed: %w", billing.ErrUnavailable)
 
-// errNotRecorded answers calls whose use could not be recorded.
+// errNotRecorded answers calls whose use could not be recorded: they are
+// not charged.
 var errNotRecorded = fmt.Errorf("use not recorded: %w", billing.ErrUnavailable)
 
 // Manager serves billing.Meter from leases. It is safe for concurrent use.
@@ -114,22 +135,34 @@ type Manager struct {
 	keyMu sync.Mutex
 	keys  map[string]keyEntry
 
-	mu       sync.Mutex
-	accounts map[string]*account
-	closed   atomic.Bool
-	seq      atomic.Int64
-	work     sync.WaitGroup // flushes and returns in flight
-	stop     chan struct{}
-	janitor  sync.WaitGroup
+	mu        sync.Mutex
+	accounts  map[string]*account
+	closed    atomic.Bool
+	seq       atomic.Int64
+	work      sync.WaitGroup // flushes and returns in flight
+	lastSweep atomic.Int64   // unix nanoseconds of the last idle sweep
+	stopWatch context.CancelFunc
+	watching  sync.WaitGroup
 
-	// The flush: one commit in flight per instance records the calls of
-	// every lease admitted since the last.
+	// The flush: one journal write in flight per instance records the calls
+	// of every lease admitted since the last.
 	fmu      sync.Mutex
 	dirty    []queued // leases with calls to record
+	stale    []queued // retired leases whose last write failed, rewritten with the next flush
 	flushing bool
+	forget   []string      // own leases settled, whose journal entries can go
 	pending  atomic.Int64  // calls admitted and not yet in a flush
 	more     chan struct{} // a call was admitted
 	peak     int64         // the largest recent flush, decaying; the flusher's own
+	j        journalState  // the flusher's own
+}
+
+// journalState is what the flusher knows of the instance's journal.
+type journalState struct {
+	known   bool      // whether after and seq are the journal's
+	after   time.Time // its update time
+	seq     int64     // the seq of the last write seen
+	lastTry int64     // the largest seq tried
 }
 
 type queued struct {
@@ -148,9 +181,11 @@ type account struct {
 	taking   *take // the lease being taken, nil if none
 	block    int64
 	balance  int64 // the account's balance beside its leases, as last seen
+	others   int64 // the credits out on the account's other leases when the current one was taken
 	seen     bool  // whether balance has been seen
+	refused  bool  // whether the store refused the last lease (and so wrote the exhausted notice)
 	lastUsed time.Time
-	spent    []string // leases spent to the last credit, settled with the next return
+	done     []store.LeaseUse // retired leases recorded in full, settled with the next lease transaction
 }
 
 type take struct {
@@ -173,48 +208,118 @@ func (t *take) wait(ctx context.Context) error {
 type held struct {
 	lease       billing.Lease
 	usableUntil time.Time
-	used        int64 // credits of calls admitted
-	recorded    int64 // credits of calls durably recorded
+	used        int64          // credits of calls admitted (and not refused)
+	days        usage          // used, per usage document and day
+	routes      routeUsage     // used by calls on a route, per usage document, day and route
+	recorded    store.LeaseUse // what the journal holds, as last confirmed
 	pending     []*call
 	queued      bool // in Manager.dirty
-	inFlush     bool // its calls are in the commit in flight
-	retired     bool // no longer admits calls; returned after its last flush
+	inFlush     bool // its calls are in the write in flight
+	stale       bool // the journal may hold more than recorded (a write failed): rewrite before settling
+	gone        bool // settled by another transaction (its journal entry was fenced)
+	retired     bool // no longer admits calls; settled after its last flush
 	returned    bool
+	deferred    bool          // settled with the account's next lease transaction, whatever it has left
 	back        chan struct{} // closed once its unused credits are back (or it is left to expire)
 	lastUse     time.Time
 }
 
 type call struct {
-	remaining int64
-	cost      int64
-	route     string // counted in the usage under it; "" none
-	done      chan error
+	cost       int64
+	month, day string
+	route      string // counted in the usage under it; "" none
+	remaining  int64
+	done       chan error
 }
 
-// New returns a manager on st and starts its janitor, which returns idle
-// leases; call Close to return every lease and stop it.
+// usage is credits per month document and day (billing.UsageKeys).
+type usage map[string]map[string]int64
+
+func (u usage) add(month, day string, n int64) {
+	if u[month] == nil {
+		u[month] = map[string]int64{}
+	}
+	u[month][day] += n
+}
+
+func (u usage) clone() map[string]map[string]int64 {
+	out := make(map[string]map[string]int64, len(u))
+	for m, days := range u {
+		out[m] = make(map[string]int64, len(days))
+		for d, n := range days {
+			if n != 0 {
+				out[m][d] = n
+			}
+		}
+	}
+	return out
+}
+
+// routeUsage is credits per month document, day and route.
+type routeUsage map[string]map[string]map[string]int64
+
+func (u routeUsage) add(month, day, route string, n int64) {
+	if route == "" {
+		return
+	}
+	if u[month] == nil {
+		u[month] = map[string]map[string]int64{}
+	}
+	if u[month][day] == nil {
+		u[month][day] = map[string]int64{}
+	}
+	u[month][day][route] += n
+}
+
+func (u routeUsage) clone() map[string]map[string]map[string]int64 {
+	if len(u) == 0 {
+		return nil
+	}
+	out := make(map[string]map[string]map[string]int64, len(u))
+	for m, days := range u {
+		out[m] = map[string]map[string]int64{}
+		for d, rs := range days {
+			out[m][d] = map[string]int64{}
+			for r, n := range rs {
+				if n != 0 {
+					out[m][d][r] = n
+				}
+			}
+		}
+	}
+	return out
+}
+
+// New returns a manager on st and starts its revocation listener (unless
+// cfg.NoWatch); call Close to return every lease and stop it.
 func New(st Store, clock billing.Clock, cfg Config, log *slog.Logger) *Manager {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg = cfg.withDefaults()
 	m := &Manager{st: st, cfg: cfg, clock: clock, log: log, keys: map[string]keyEntry{}, accounts: map[string]*account{},
-		stop: make(chan struct{}), more: make(chan struct{}, 1), blocks: blockSizer{min: cfg.MinBlock, max: cfg.MaxBlock, ttl: cfg.TTL}}
-	m.janitor.Add(1)
-	go m.sweep()
+		more: make(chan struct{}, 1), blocks: blockSizer{min: cfg.MinBlock, max: cfg.MaxBlock, ttl: cfg.TTL},
+		j: journalState{known: true}}
+	m.lastSweep.Store(clock.Now().UnixNano())
+	ctx, cancel := context.WithCancel(context.Background())
+	m.stopWatch = cancel
+	if !cfg.NoWatch {
+		m.watching.Add(1)
+		go m.watch(ctx)
+	}
 	return m
 }
 
 // DebitKey debits cost credits from the account that owns the key hashed as
 // hash, from this instance's lease, and returns once the use is durably
-// recorded. remaining is the account's balance as this instance knows it:
-// what its lease has left plus the balance beside every lease when it took
-// it. It returns billing.ErrInvalidAPIKey for an unknown or revoked key,
+// recorded. remaining is the account's balance minus the use recorded, as
+// this instance knows it (it counts other instances' leases as unspent). It
+// returns billing.ErrInvalidAPIKey for an unknown or revoked key,
 // billing.ErrInsufficientCredits, debiting nothing, when no credits are
 // left or when the lease and the balance beside it cannot cover cost (at
 // once, without taking another lease), ctx's error as soon as ctx is done
-// while it waits for a lease, and a CodeUnavailable error when the use could
-// not be recorded or the manager is closed.
+// while it waits for a lease, and a CodeUnavailable error, charging
+// nothing, when the use could not be recorded or the manager is closed.
 func (m *Manager) DebitKey(ctx context.Context, hash string, cost int64, now time.Time) (int64, error) {
 	d, err := m.Charge(ctx, hash, cost, "", now)
 	return d.Remaining, err
@@ -232,10 +337,11 @@ func (m *Manager) Charge(ctx context.Context, hash string, cost int64, route str
 		return billing.Debited{}, err
 	}
 	uid := key.uid
-	a, err := m.account(uid)
+	a, err := m.account(uid, now)
 	if err != nil {
 		return billing.Debited{}, err
 	}
+	m.maybeSweep(now, a)
 	charged := func(remaining int64, l billing.Lease) billing.Debited {
 		return billing.Debited{UID: uid, KeyID: key.keyID, Route: route, Cost: cost, Remaining: remaining, At: now, Taken: l.Taken}
 	}
@@ -269,9 +375,11 @@ func (m *Manager) Charge(ctx context.Context, hash string, cost int64, route str
 		var back <-chan struct{} // the credits of the lease retired here
 		if h != nil {
 			left := h.lease.Amount - h.used
-			if a.seen && left+a.balance < cost {
+			if a.seen && left+a.balance < cost && (left > 0 || a.refused) {
 				// Even with this lease back, the account cannot pay: keep
-				// the lease for cheaper calls and refuse this one now.
+				// the lease for cheaper calls and refuse this one now. A
+				// lease spent to the last credit goes to the store first,
+				// whose refusal writes the credits-exhausted notice once.
 				a.mu.Unlock()
 				return billing.Debited{}, billing.ErrInsufficientCredits
 			}
@@ -315,24 +423,14 @@ func (m *Manager) Charge(ctx context.Context, hash string, cost int64, route str
 // one if none is in flight. a.mu is held.
 func (m *Manager) admit(a *account, h *held, cost int64, route string, now time.Time) *call {
 	h.used += cost
+	month, day := billing.UsageKeys(now)
+	h.days.add(month, day, cost)
+	h.routes.add(month, day, route, cost)
 	h.lastUse, a.lastUsed = now, now
-	c := &call{remaining: a.balance + h.lease.Amount - h.used, cost: cost, route: route, done: make(chan error, 1)}
+	c := &call{cost: cost, month: month, day: day, route: route, remaining: a.balance + a.others + h.lease.Amount - h.used, done: make(chan error, 1)}
 	h.pending = append(h.pending, c)
 	m.pending.Add(1)
-	if !h.queued {
-		h.queued = true
-		m.fmu.Lock()
-		m.dirty = append(m.dirty, queued{a, h})
-		start := !m.flushing
-		if start {
-			m.flushing = true
-			m.work.Add(1)
-		}
-		m.fmu.Unlock()
-		if start {
-			go m.flush()
-		}
-	}
+	m.queue(a, h)
 	select {
 	case m.more <- struct{}{}:
 	default:
@@ -340,18 +438,47 @@ func (m *Manager) admit(a *account, h *held, cost int64, route string, now time.
 	return c
 }
 
-// takeLease takes a block of want credits for a and makes it current.
+// queue puts h in the next flush, starting one if none is in flight. a.mu
+// is held.
+func (m *Manager) queue(a *account, h *held) {
+	if h.queued {
+		return
+	}
+	h.queued = true
+	m.fmu.Lock()
+	m.dirty = append(m.dirty, queued{a, h})
+	start := !m.flushing
+	if start {
+		m.flushing = true
+		m.work.Add(1)
+	}
+	m.fmu.Unlock()
+	if start {
+		go m.flush()
+	}
+}
+
+// takeLease takes a block of want credits for a, settling a's retired
+// leases in the same transaction, and makes it current.
 func (m *Manager) takeLease(a *account, hash string, want int64, now time.Time) error {
 	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.Timeout)
 	defer cancel()
 	id := m.cfg.Owner + "-" + strconv.FormatInt(m.seq.Add(1), 36)
-	l, balance, err := m.st.TakeLease(ctx, store.LeaseRequest{UID: a.uid, ID: id, Owner: m.cfg.Owner,
-		Want: want, TTL: m.cfg.TTL, TouchKey: m.touch(hash, now)}, now)
+	a.mu.Lock()
+	settle := a.done
+	a.done = nil
+	a.mu.Unlock()
+	t, err := m.st.TakeLease(ctx, store.LeaseRequest{UID: a.uid, ID: id, Owner: m.cfg.Owner,
+		Want: want, TTL: m.cfg.TTL, TouchKey: m.touch(hash, now), Settle: settle}, now)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.taking = nil
 	if err == nil || errors.Is(err, billing.ErrInsufficientCredits) {
-		a.balance, a.seen = balance, true
+		a.balance, a.others, a.seen = t.Balance, t.Leased, true
+		a.refused = err != nil
+		m.forgetLeases(settle)
+	} else {
+		a.done = append(a.done, settle...) // the next transaction settles them
 	}
 	if err != nil {
 		if errors.Is(err, billing.ErrNotFound) {
@@ -362,13 +489,15 @@ func (m *Manager) takeLease(a *account, hash string, want int64, now time.Time) 
 		}
 		return err
 	}
+	l := t.Lease
 	// Stop admitting calls a margin before expiry, so that the last flush
 	// lands before another instance may settle the lease.
 	usable := l.ExpiresAt.Add(-min(m.cfg.TTL/4, 5*time.Second))
 	if !usable.After(now) {
 		usable = l.ExpiresAt
 	}
-	a.cur = &held{lease: l, usableUntil: usable, lastUse: now, back: make(chan struct{})}
+	a.cur = &held{lease: l, usableUntil: usable, lastUse: now, back: make(chan struct{}), days: usage{}, routes: routeUsage{},
+		recorded: store.LeaseUse{UID: a.uid, ID: l.ID}}
 	if m.closed.Load() {
 		m.retire(a, a.cur) // Close came while it was being taken
 		return errClosed
@@ -376,7 +505,22 @@ func (m *Manager) takeLease(a *account, hash string, want int64, now time.Time) 
 	return nil
 }
 
-func (m *Manager) account(uid string) (*account, error) {
+// forgetLeases notes leases settled, whose journal entries the next flush
+// deletes.
+func (m *Manager) forgetLeases(uses []store.LeaseUse) {
+	if len(uses) == 0 {
+		return
+	}
+	m.fmu.Lock()
+	for _, u := range uses {
+		m.forget = append(m.forget, u.ID)
+	}
+	m.fmu.Unlock()
+}
+
+// account returns uid's account on this instance, making it (used at now)
+// if it has none.
+func (m *Manager) account(uid string, now time.Time) (*account, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed.Load() {
@@ -384,22 +528,23 @@ func (m *Manager) account(uid string) (*account, error) {
 	}
 	a, ok := m.accounts[uid]
 	if !ok {
-		a = &account{uid: uid, block: m.cfg.MinBlock}
+		a = &account{uid: uid, block: m.cfg.MinBlock, lastUsed: now}
 		m.accounts[uid] = a
 	}
 	return a, nil
 }
 
 // Close stops admitting calls, waits for the calls admitted to be recorded
-// and answered, and returns every lease. It returns ctx's error if that
-// takes longer than ctx allows; leases not returned then expire.
+// and answered, and returns every lease, the accounts' in parallel. It
+// returns ctx's error if that takes longer than ctx allows; leases not
+// returned then expire and are settled from the journal.
 func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Lock()
 	if m.closed.Swap(true) {
 		m.mu.Unlock()
 		return nil
 	}
-	close(m.stop)
+	m.stopWatch()
 	for _, a := range m.accounts {
 		a.mu.Lock()
 		if a.cur != nil {
@@ -408,27 +553,49 @@ func (m *Manager) Close(ctx context.Context) error {
 		a.mu.Unlock()
 	}
 	m.mu.Unlock()
-	m.janitor.Wait()
+	m.watching.Wait()
 	done := make(chan struct{})
 	go func() {
 		m.work.Wait()
+		m.fmu.Lock()
+		if len(m.stale) > 0 && !m.flushing { // a last write to correct them
+			m.dirty, m.stale = m.stale, nil
+			m.flushing = true
+			m.work.Add(1)
+			go m.flush()
+		}
+		m.fmu.Unlock()
+		m.work.Wait()
+		m.mu.Lock()
+		accounts := make([]*account, 0, len(m.accounts))
+		for _, a := range m.accounts {
+			accounts = append(accounts, a)
+		}
+		m.mu.Unlock()
+		sem := make(chan struct{}, 16)
+		var wg sync.WaitGroup
+		for _, a := range accounts {
+			a.mu.Lock()
+			uses := a.done
+			a.done = nil
+			a.mu.Unlock()
+			if len(uses) == 0 {
+				continue
+			}
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				m.settle(a, uses)
+			}()
+		}
+		wg.Wait()
 		close(done)
 	}()
 	select {
 	case <-done:
+		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("lease: close: %w", ctx.Err())
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, a := range m.accounts {
-		a.mu.Lock()
-		ids := a.spent
-		a.spent = nil
-		a.mu.Unlock()
-		if len(ids) > 0 {
-			m.settle(a, ids)
-		}
-	}
-	return ctx.Err()
 }

@@ -2,6 +2,7 @@ package lease_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -15,50 +16,73 @@ import (
 	"github.com/paymeter/paymeter/store"
 )
 
-// watchedStore is a mock.Store that counts its commits (RecordLeaseUses),
+// watchedStore is a mock.Store that counts its commits (journal writes),
 // notes the size of each lease asked of it, can make a commit take a while,
-// as Firestore's does, and can refuse the next commits.
+// as Firestore's does, and can fail the next commits: with nothing written,
+// or with the write landed unseen (a timeout after the commit).
 type watchedStore struct {
 	*mock.Store
 	latency time.Duration // each commit's
 
 	mu      sync.Mutex
 	commits int
-	refuse  int     // the next commits to refuse
-	refused int64   // credits of the calls in refused commits
+	refuse  int     // the next commits to fail
+	landed  bool    // whether the failed commits land all the same
+	refused int64   // credits of the calls in failed commits
 	wants   []int64 // each lease asked for
+	badRead int     // the next journal reads to fail
+}
+
+func (s *watchedStore) failReads(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.badRead = n
+}
+
+func (s *watchedStore) ReadJournal(ctx context.Context, owner string) (store.Journal, error) {
+	s.mu.Lock()
+	if s.badRead > 0 {
+		s.badRead--
+		s.mu.Unlock()
+		return store.Journal{}, fmt.Errorf("read journal: %w", context.DeadlineExceeded)
+	}
+	s.mu.Unlock()
+	return s.Store.ReadJournal(ctx, owner)
 }
 
 func newWatchedStore() *watchedStore { return &watchedStore{Store: mock.NewStore()} }
 
-func (s *watchedStore) TakeLease(ctx context.Context, r store.LeaseRequest, now time.Time) (billing.Lease, int64, error) {
+func (s *watchedStore) TakeLease(ctx context.Context, r store.LeaseRequest, now time.Time) (store.Taken, error) {
 	s.mu.Lock()
 	s.wants = append(s.wants, r.Want)
 	s.mu.Unlock()
 	return s.Store.TakeLease(ctx, r, now)
 }
 
-func (s *watchedStore) RecordLeaseUses(ctx context.Context, uses []store.LeaseUse, now time.Time) error {
+func (s *watchedStore) WriteJournal(ctx context.Context, w store.JournalWrite) (time.Time, error) {
 	time.Sleep(s.latency)
 	s.mu.Lock()
 	s.commits++
 	if s.refuse > 0 {
 		s.refuse--
-		for _, u := range uses {
-			s.refused += u.Delta
-		}
+		landed := s.landed
 		s.mu.Unlock()
-		return fmt.Errorf("record lease uses: %w", context.DeadlineExceeded) // it may or may not have landed
+		if landed {
+			if _, err := s.Store.WriteJournal(ctx, w); err != nil {
+				return time.Time{}, err
+			}
+		}
+		return time.Time{}, fmt.Errorf("write journal: %w", context.DeadlineExceeded)
 	}
 	s.mu.Unlock()
-	return s.Store.RecordLeaseUses(ctx, uses, now)
+	return s.Store.WriteJournal(ctx, w)
 }
 
-// refuseNext makes the next n commits fail.
-func (s *watchedStore) refuseNext(n int) {
+// refuseNext makes the next n commits fail, landing or not.
+func (s *watchedStore) refuseNext(n int, landed bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.refuse = n
+	s.refuse, s.landed = n, landed
 }
 
 // seen returns the commits so far, the credits of the calls in refused
@@ -129,15 +153,76 @@ func TestLeaseBlocksGrowWhenBusyAndShrinkWhenNot(t *testing.T) {
 	}
 }
 
-// A commit that fails answers its calls 503 and retires its lease: the
-// next call takes a new one. No call is answered 200 unrecorded.
-func TestFailedCommitRetiresItsLease(t *testing.T) {
+// A write that fails, every retry included, answers its calls 503 and
+// retires its lease: the next call takes a new one. The calls answered 503
+// are not charged and every call served is: exactly.
+func TestFailedCommitRetiresItsLeaseAndCharges503sNothing(t *testing.T) {
 	st := newWatchedStore()
 	hash := account(t, st, "cai", 1000)
 	m := lease.New(st, clock.Real{}, lease.Config{Linger: -1, MinBlock: 100}, nil)
+	served, unavailable := debitAround(t, m, hash, func() { st.refuseNext(3, false) })
+	_, _, wants := st.seen()
+	if unavailable == 0 {
+		t.Error("no call answered unavailable")
+	}
+	if served != 22-unavailable {
+		t.Errorf("%d of 22 calls served, %d unavailable", served, unavailable)
+	}
+	if len(wants) != 2 {
+		t.Errorf("%d leases taken, want 2: the one whose commit failed and the next", len(wants))
+	}
+	closeAll(t, m)
+	if charged := 1000 - balance(t, st, "cai"); charged != served {
+		t.Errorf("%d credits charged for %d calls served (%d answered 503)", charged, served, unavailable)
+	}
+	if used := usedToday(t, st, "cai"); used != served {
+		t.Errorf("usage counts %d, %d calls were served", used, served)
+	}
+}
+
+// A write that reports a failure but landed (a timeout after the commit)
+// is found in the journal: its calls are answered 200 and charged, not
+// 503 and charged.
+func TestCommitThatLandedUnseenIsServed(t *testing.T) {
+	st := newWatchedStore()
+	hash := account(t, st, "cat", 1000)
+	m := lease.New(st, clock.Real{}, lease.Config{Linger: -1, MinBlock: 100}, nil)
+	served, unavailable := debitAround(t, m, hash, func() { st.refuseNext(1, true) })
+	if unavailable != 0 || served != 22 {
+		t.Errorf("%d calls served, %d unavailable; want all 22 served", served, unavailable)
+	}
+	closeAll(t, m)
+	if charged := 1000 - balance(t, st, "cat"); charged != served {
+		t.Errorf("%d credits charged for %d calls served", charged, served)
+	}
+}
+
+// A write that landed unseen and then failed its retries: its calls are
+// answered 503, and the next write takes their use back out of the journal
+// before the lease is settled.
+func TestCommitThatLandedUnseenThenFailedIsCorrected(t *testing.T) {
+	st := newWatchedStore()
+	hash := account(t, st, "cas", 1000)
+	m := lease.New(st, clock.Real{}, lease.Config{Linger: -1, MinBlock: 100}, nil)
+	st.mu.Lock()
+	st.refuse, st.landed = 1, true
+	st.mu.Unlock()
+	// The first write lands unseen; make the journal read fail too, so the
+	// manager cannot tell, and its retries fail.
+	st.failReads(2)
+	served, unavailable := debitAround(t, m, hash, func() {})
+	closeAll(t, m)
+	if charged := 1000 - balance(t, st, "cas"); charged != served {
+		t.Errorf("%d credits charged for %d calls served and %d answered 503", charged, served, unavailable)
+	}
+}
+
+// debitAround makes one call, runs between, then 20 concurrent calls and
+// one more, and returns how many were served and how many unavailable.
+func debitAround(t *testing.T, m *lease.Manager, hash string, between func()) (served, unavailable int64) {
+	t.Helper()
 	ctx := context.Background()
 	var mu sync.Mutex
-	var served, unavailable int64
 	debit := func() {
 		_, err := m.DebitKey(ctx, hash, 1, time.Now())
 		mu.Lock()
@@ -152,27 +237,47 @@ func TestFailedCommitRetiresItsLease(t *testing.T) {
 		}
 	}
 	debit()
-	st.refuseNext(1)
+	between()
 	var wg sync.WaitGroup
 	for range 20 {
 		wg.Go(debit)
 	}
 	wg.Wait()
 	debit()
-	_, refused, wants := st.seen()
-	if unavailable == 0 || unavailable != refused {
-		t.Errorf("%d calls answered unavailable, %d were in the refused commit", unavailable, refused)
+	return served, unavailable
+}
+
+func usedToday(t *testing.T, s *watchedStore, uid string) int64 {
+	t.Helper()
+	days, err := s.Usage(context.Background(), uid, time.Now(), time.Now())
+	if err != nil {
+		t.Fatal(err)
 	}
-	if served != 22-unavailable {
-		t.Errorf("%d of 22 calls served, %d unavailable", served, unavailable)
+	var n int64
+	for _, d := range days {
+		n += d.Credits
 	}
-	if len(wants) != 2 {
-		t.Errorf("%d leases taken, want 2: the one whose commit failed and the next", len(wants))
+	return n
+}
+
+// The idle sweep runs on the request path: a call that arrives after a
+// second of quiet, on an account the instance has not served yet, keeps its
+// account (and so its lease): 50 calls spend all 50 credits, none stranded.
+func TestFirstCallAfterQuietKeepsItsLease(t *testing.T) {
+	st := newWatchedStore()
+	hash := account(t, st, "fay", 50)
+	m := lease.New(st, clock.Real{}, lease.Config{Linger: -1, Idle: 200 * time.Millisecond}, nil)
+	defer closeAll(t, m)
+	time.Sleep(300 * time.Millisecond) // the first call runs the sweep
+	for i := range 50 {
+		if _, err := m.DebitKey(context.Background(), hash, 1, time.Now()); err != nil {
+			t.Fatalf("call %d: %v", i+1, err)
+		}
+		if i == 0 {
+			time.Sleep(150 * time.Millisecond) // the next call runs the sweep again
+		}
 	}
-	closeAll(t, m)
-	// The refused commit may have landed (a timeout may have), so its calls
-	// may be charged; every call served is.
-	if charged := 1000 - balance(t, st, "cai"); charged < served || charged > served+unavailable {
-		t.Errorf("%d credits charged for %d calls served and %d unavailable", charged, served, unavailable)
+	if _, err := m.DebitKey(context.Background(), hash, 1, time.Now()); !errors.Is(err, billing.ErrInsufficientCredits) {
+		t.Fatalf("call 51: %v", err)
 	}
 }

@@ -13,7 +13,7 @@ import (
 // and the notice is written in the same commit. h's account lock is held.
 func (h *held) crossing(balance int64, now time.Time) *billing.Notice {
 	left := balance + h.lease.Amount
-	n, ok := h.lease.Watch.Crossed(left-h.recorded, left-h.used, now)
+	n, ok := h.lease.Watch.Crossed(left-h.recorded.Used, left-h.used, now)
 	if !ok {
 		return nil
 	}

@@ -3,9 +3,11 @@ package lease
 import (
 	"context"
 	"time"
+
+	"github.com/paymeter/paymeter/store"
 )
 
-// retire stops h admitting calls and returns it once its flushes are done,
+// retire stops h admitting calls and settles it once its flushes are done,
 // adapting a's block size to how fast h was spent. a.mu is held.
 func (m *Manager) retire(a *account, h *held) {
 	if h.retired {
@@ -19,77 +21,90 @@ func (m *Manager) retire(a *account, h *held) {
 	m.returnIfDone(a, h)
 }
 
-// returnIfDone returns h once it is retired and its calls are recorded.
-// a.mu is held.
+// returnIfDone settles h once it is retired and its journal holds exactly
+// the use of the calls answered: at once when it has credits to give back
+// (one transaction, with a's other retired leases), else with the
+// account's next lease transaction, which saves a transaction per block
+// under load. A lease whose last write failed waits for the next flush to
+// rewrite its figure. a.mu is held.
 func (m *Manager) returnIfDone(a *account, h *held) {
 	if !h.retired || h.returned || h.queued || h.inFlush || len(h.pending) > 0 {
 		return
 	}
+	if h.stale {
+		h.queued = true
+		m.fmu.Lock()
+		m.stale = append(m.stale, queued{a, h}) // rewritten by the next flush
+		m.fmu.Unlock()
+		return
+	}
 	h.returned = true
+	a.done = append(a.done, h.recorded)
+	if (h.deferred || h.recorded.Used == h.lease.Amount) && !m.closed.Load() {
+		close(h.back)
+		return
+	}
+	uses := a.done
+	a.done = nil
 	m.work.Add(1)
 	go func() {
 		defer m.work.Done()
-		m.giveBack(a, h)
+		defer close(h.back)
+		m.settle(a, uses)
 	}()
 }
 
-// giveBack settles h in one transaction, with the spent leases not yet
-// settled; if that fails the leases expire and the next account
-// transaction settles them. A lease spent to the last credit gives nothing
-// back: it waits for the next return (or Close, or its expiry), which saves
-// a transaction per block under load.
-func (m *Manager) giveBack(a *account, h *held) {
-	defer close(h.back)
-	a.mu.Lock()
-	if h.lease.Amount == h.recorded && !m.closed.Load() {
-		a.spent = append(a.spent, h.lease.ID)
-		a.mu.Unlock()
-		return
-	}
-	ids := append([]string{h.lease.ID}, a.spent...)
-	a.spent = nil
-	a.mu.Unlock()
-	m.settle(a, ids)
-}
-
-func (m *Manager) settle(a *account, ids []string) {
+// settle returns a's retired leases with the use their journal entries
+// hold. If that fails they wait for the account's next lease transaction,
+// or expire and are settled from the journal.
+func (m *Manager) settle(a *account, uses []store.LeaseUse) {
 	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.Timeout)
 	defer cancel()
-	balance, err := m.st.ReturnLease(ctx, a.uid, m.clock.Now(), ids...)
+	balance, err := m.st.ReturnLease(ctx, a.uid, m.clock.Now(), uses...)
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	if err != nil {
-		m.log.Warn("lease: return", "uid", a.uid, "leases", ids, "err", err)
+		m.log.Warn("lease: return", "uid", a.uid, "leases", len(uses), "err", err)
+		a.done = append(a.done, uses...)
 		return
 	}
-	a.mu.Lock()
+	m.forgetLeases(uses)
 	if a.cur == nil {
-		a.balance = balance
+		a.balance, a.others = balance, 0
 	}
-	a.mu.Unlock()
 }
 
-// sweep returns idle and nearly expired leases, and forgets idle accounts.
-func (m *Manager) sweep() {
-	defer m.janitor.Done()
-	tick := time.NewTicker(min(m.cfg.Idle/2, time.Second))
-	defer tick.Stop()
-	for {
-		select {
-		case <-m.stop:
-			return
-		case <-tick.C:
+// maybeSweep, at most twice per Idle (and once a second), retires the
+// idle and nearly expired leases, settles what idle accounts have left to
+// settle and forgets the accounts idle for long. It runs on the request
+// path: Cloud Run gives an instance CPU only while it serves requests. The
+// idle lease of calling, the account of the call that runs it, is settled
+// by the lease transaction that call is about to make, not by one more.
+func (m *Manager) maybeSweep(now time.Time, calling *account) {
+	last := m.lastSweep.Load()
+	if now.UnixNano()-last < int64(min(m.cfg.Idle/2, time.Second)) || !m.lastSweep.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for uid, a := range m.accounts {
+		a.mu.Lock()
+		if h := a.cur; h != nil && (now.Sub(h.lastUse) >= m.cfg.Idle || !now.Before(h.usableUntil)) {
+			h.deferred = a == calling
+			m.retire(a, h)
 		}
-		now := m.clock.Now()
-		m.mu.Lock()
-		for uid, a := range m.accounts {
-			a.mu.Lock()
-			if h := a.cur; h != nil && (now.Sub(h.lastUse) >= m.cfg.Idle || !now.Before(h.usableUntil)) {
-				m.retire(a, h)
-			}
-			if a.cur == nil && a.taking == nil && len(a.spent) == 0 && now.Sub(a.lastUsed) > 10*m.cfg.Idle {
-				delete(m.accounts, uid) // its block size starts again
-			}
-			a.mu.Unlock()
+		if a != calling && a.cur == nil && a.taking == nil && len(a.done) > 0 && now.Sub(a.lastUsed) >= m.cfg.Idle {
+			uses := a.done
+			a.done = nil
+			m.work.Add(1)
+			go func() {
+				defer m.work.Done()
+				m.settle(a, uses)
+			}()
 		}
-		m.mu.Unlock()
+		if a != calling && a.cur == nil && a.taking == nil && len(a.done) == 0 && now.Sub(a.lastUsed) > 10*m.cfg.Idle {
+			delete(m.accounts, uid) // its block size starts again
+		}
+		a.mu.Unlock()
 	}
 }

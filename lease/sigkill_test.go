@@ -167,7 +167,7 @@ func TestSIGKILLMidLoadLosesNoCreditAndAnswersNoneUnrecorded(t *testing.T) {
 	if _, err := st.UpdateAccount(ctx, uid, func(*billing.Account) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
-	after, err := st.Account(ctx, uid)
+	after, err := st.StoredAccount(ctx, uid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +223,7 @@ func buildDev(t *testing.T) string {
 
 // startDev runs the dev server in lease mode on a free port and waits until
 // it says where it runs.
-func startDev(t *testing.T, bin string, ttl time.Duration) *devProc {
+func startDev(t *testing.T, bin string, ttl time.Duration, env ...string) *devProc {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -234,6 +234,7 @@ func startDev(t *testing.T, bin string, ttl time.Duration) *devProc {
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "PORT="+port, "METER_MODE=lease", "LEASE_TTL="+ttl.String(), "LEASE_IDLE=1s",
 		"LOG_FORMAT=text", "GOOGLE_CLOUD_PROJECT="+emulator.Project(), "WEB_DIR="+t.TempDir())
+	cmd.Env = append(cmd.Env, env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
 	"cloud.google.com/go/firestore"
@@ -13,71 +14,319 @@ import (
 	"github.com/paymeter/paymeter/billing"
 )
 
-// Credit leases (billing.Lease) live on the account; what their holder has
-// spent lives in accounts/{uid}/leases/{leaseId}.used, written before any
-// call it counts is answered. Settling a lease reads that figure in the same
-// transaction that gives the rest back, and deletes the document.
-const leasesCol = "leases"
+// Credit leases (billing.Lease) live on the account; what their holders
+// have spent lives in one journal document per instance,
+// leaseJournals/{owner}, which the instance rewrites with one write per
+// flush, whatever the number of accounts in it, before it answers any call
+// that the flush counts. A lease is settled by an account transaction: its
+// holder's return (with the use it confirmed in its journal), or, once it
+// has expired, any transaction on the account, which reads the use from the
+// holder's journal and fences it (gone.{lease}) so that a late write of the
+// holder (a frozen instance) fails instead of recording calls nobody will
+// be charged for. Daily usage is written to the account's usage documents
+// when a lease is settled; Usage and LiveAccount add the journals' use of
+// the leases still out.
+const journalsCol = "leaseJournals"
 
-// ErrLeaseGone is returned by RecordLeaseUses when a lease was settled
-// already (it expired and another transaction settled it): nothing was
-// recorded, and the calls it would have counted must not be answered.
-var ErrLeaseGone = errors.New("lease settled already")
+// journalRetention is how long a journal outlives its last write (a TTL
+// policy on expireAt): an instance gone for a day has nothing left to settle.
+const journalRetention = 24 * time.Hour
 
-type leaseDoc struct {
-	Used      int64     `firestore:"used"`
-	Amount    int64     `firestore:"amount"`
-	Owner     string    `firestore:"owner"`
-	ExpiresAt time.Time `firestore:"expiresAt"`
+// ErrJournalMoved is returned by WriteJournal when the journal is not as
+// the writer last saw it (another transaction fenced one of its leases, or
+// an earlier write of its own landed unseen): nothing was written; read it
+// again with ReadJournal.
+var ErrJournalMoved = errors.New("lease journal changed")
+
+// LeaseUse is what a lease has spent: Used credits in all, Days of them per
+// usage document and day (billing.UsageKeys), and Routes of them per usage
+// document, day and route, for the calls made on one.
+type LeaseUse struct {
+	UID    string                                 `firestore:"uid"`
+	ID     string                                 `firestore:"-"`
+	Used   int64                                  `firestore:"used"`
+	Days   map[string]map[string]int64            `firestore:"days"`
+	Routes map[string]map[string]map[string]int64 `firestore:"routes,omitempty"`
+	// Notice is the low-balance notice this use made, if any
+	// (billing.LowBalanceWatch), written in the same commit; not journaled.
+	Notice *billing.Notice `firestore:"-"`
 }
 
-func (s *Store) lease(uid, id string) *firestore.DocumentRef {
-	return s.account(uid).Collection(leasesCol).Doc(id)
+// Journal is an instance's journal as read.
+type Journal struct {
+	Seq    int64
+	Leases map[string]LeaseUse // by lease id
+	Gone   map[string]bool     // leases settled by another transaction
+	// Updated is the journal's update time, which the next write expects;
+	// zero when there is no journal.
+	Updated time.Time
 }
 
-// accountAt reads the account of uid in tx and settles, with the use their
-// documents record, its leases expired at now and those named in settle.
-// It only reads: putAccount deletes the settled leases' documents.
-func (s *Store) accountAt(tx *firestore.Transaction, uid string, now time.Time, settle ...string) (*billing.Account, error) {
+type journalDoc struct {
+	Seq      int64               `firestore:"seq"`
+	Leases   map[string]LeaseUse `firestore:"leases"`
+	Gone     map[string]bool     `firestore:"gone"`
+	ExpireAt time.Time           `firestore:"expireAt"`
+}
+
+func (s *Store) journal(owner string) *firestore.DocumentRef {
+	return s.fs.Collection(journalsCol).Doc(owner)
+}
+
+// JournalWrite is one flush of an instance.
+type JournalWrite struct {
+	Owner string
+	Seq   int64
+	// After is the update time the journal must still have; zero: there
+	// must be no journal yet.
+	After time.Time
+	// Uses are the leases' totals, replacing what the journal had.
+	Uses []LeaseUse
+	// Forget are leases settled already, whose entries go.
+	Forget []string
+	Now    time.Time
+}
+
+// WriteJournal writes w as one document write and returns the journal's
+// new update time. It returns ErrJournalMoved, writing nothing, when the
+// journal's update time is not w.After.
+func (s *Store) WriteJournal(ctx context.Context, w JournalWrite) (time.Time, error) {
+	ref := s.journal(w.Owner)
+	//lint:ignore SA1019 one commit of plain writes, no reads: a transaction would add an RPC.
+	b := s.fs.Batch()
+	if w.After.IsZero() {
+		d := journalDoc{Seq: w.Seq, Leases: map[string]LeaseUse{}, Gone: map[string]bool{}, ExpireAt: w.Now.Add(journalRetention)}
+		for _, u := range w.Uses {
+			d.Leases[u.ID] = u
+		}
+		b.Create(ref, d)
+	} else {
+		ups := make([]firestore.Update, 0, len(w.Uses)+len(w.Forget)+2)
+		ups = append(ups, firestore.Update{Path: "seq", Value: w.Seq},
+			firestore.Update{Path: "expireAt", Value: w.Now.Add(journalRetention)})
+		for _, u := range w.Uses {
+			ups = append(ups, firestore.Update{FieldPath: firestore.FieldPath{"leases", u.ID}, Value: u})
+		}
+		for _, id := range w.Forget {
+			ups = append(ups, firestore.Update{FieldPath: firestore.FieldPath{"leases", id}, Value: firestore.Delete},
+				firestore.Update{FieldPath: firestore.FieldPath{"gone", id}, Value: firestore.Delete})
+		}
+		b.Update(ref, ups, firestore.LastUpdateTime(w.After))
+	}
+	// The low-balance notices these uses made go in the same commit (one
+	// more document each; rare).
+	var notices []billing.NoticeTask
+	for _, u := range w.Uses {
+		if n := u.Notice; n != nil {
+			b.Set(s.outbox(n.UID, n.ID), noticeFields(*n), firestore.MergeAll)
+			notices = append(notices, billing.NoticeTask{UID: n.UID, ID: n.ID})
+		}
+	}
+	res, err := b.Commit(ctx)
+	switch status.Code(err) {
+	case codes.OK:
+		if len(notices) > 0 && s.onNotices != nil {
+			s.onNotices(ctx, notices)
+		}
+		return res[0].UpdateTime, nil
+	case codes.FailedPrecondition, codes.AlreadyExists, codes.NotFound:
+		return time.Time{}, fmt.Errorf("write journal %s: %w", w.Owner, ErrJournalMoved)
+	default:
+		return time.Time{}, fmt.Errorf("write journal %s: %w", w.Owner, err)
+	}
+}
+
+// ReadJournal returns owner's journal; a zero Journal when there is none.
+func (s *Store) ReadJournal(ctx context.Context, owner string) (Journal, error) {
+	snap, err := s.journal(owner).Get(ctx)
+	if status.Code(err) == codes.NotFound {
+		return Journal{}, nil
+	}
+	if err != nil {
+		return Journal{}, fmt.Errorf("read journal %s: %w", owner, err)
+	}
+	return decodeJournal(snap)
+}
+
+func decodeJournal(snap *firestore.DocumentSnapshot) (Journal, error) {
+	if !snap.Exists() {
+		return Journal{}, nil
+	}
+	var d journalDoc
+	if err := snap.DataTo(&d); err != nil {
+		return Journal{}, fmt.Errorf("decode journal %s: %w", snap.Ref.ID, err)
+	}
+	for id, u := range d.Leases {
+		u.ID = id
+		d.Leases[id] = u
+	}
+	return Journal{Seq: d.Seq, Leases: d.Leases, Gone: d.Gone, Updated: snap.UpdateTime}, nil
+}
+
+// settlement is what an account transaction settled beside the account:
+// the usage its leases recorded and the fences on their holders' journals.
+type settlement struct {
+	usage  map[string]map[string]int64            // month → day → credits
+	routes map[string]map[string]map[string]int64 // month → day → route → credits
+	fences map[string][]string                    // owner → leases settled from its journal
+}
+
+func (st *settlement) count(u LeaseUse) {
+	for month, days := range u.Routes {
+		for day, rs := range days {
+			for route, n := range rs {
+				if n == 0 {
+					continue
+				}
+				if st.routes == nil {
+					st.routes = map[string]map[string]map[string]int64{}
+				}
+				if st.routes[month] == nil {
+					st.routes[month] = map[string]map[string]int64{}
+				}
+				if st.routes[month][day] == nil {
+					st.routes[month][day] = map[string]int64{}
+				}
+				st.routes[month][day][route] += n
+			}
+		}
+	}
+	days := u.Days
+	for month, ds := range days {
+		for day, n := range ds {
+			if n == 0 {
+				continue
+			}
+			if st.usage == nil {
+				st.usage = map[string]map[string]int64{}
+			}
+			if st.usage[month] == nil {
+				st.usage[month] = map[string]int64{}
+			}
+			st.usage[month][day] += n
+		}
+	}
+}
+
+// accountAt reads the account of uid in tx and settles its leases: those in
+// own with the use their holder gives (it confirmed it in its journal), and
+// those expired at now with the use their holders' journals record. It only
+// reads: putAccount writes the account, the usage and the fences.
+func (s *Store) accountAt(tx *firestore.Transaction, uid string, now time.Time, own ...LeaseUse) (*billing.Account, *settlement, error) {
 	if uid == "" {
-		return nil, billing.ErrNotFound
+		return nil, nil, billing.ErrNotFound
 	}
 	snap, err := tx.Get(s.account(uid))
 	if err != nil {
-		return nil, notFound(err)
+		return nil, nil, notFound(err)
 	}
 	a, err := decodeAccount(snap)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	ids := settle
-	for _, l := range a.ExpiredLeases(now) {
-		ids = append(ids, l.ID)
+	st := &settlement{}
+	for _, u := range own {
+		// ErrNotFound: listed twice, or settled already (it expired).
+		if _, err := a.SettleLease(u.ID, u.Used, now); err == nil {
+			st.count(u)
+		} else if !errors.Is(err, billing.ErrNotFound) {
+			return nil, nil, err
+		}
 	}
-	if len(ids) == 0 {
-		return a, nil
+	expired := a.ExpiredLeases(now)
+	if len(expired) == 0 {
+		return a, st, nil
 	}
-	refs := make([]*firestore.DocumentRef, len(ids))
-	for i, id := range ids {
-		refs[i] = s.lease(uid, id)
+	byOwner := map[string][]billing.Lease{}
+	var owners []string
+	for _, l := range expired {
+		if l.Owner == billing.HoldOwner {
+			// An expired reservation gives everything back: it has no journal.
+			if _, err := a.SettleLease(l.ID, 0, now); err != nil {
+				return nil, nil, err
+			}
+			continue
+		}
+		if _, ok := byOwner[l.Owner]; !ok {
+			owners = append(owners, l.Owner)
+		}
+		byOwner[l.Owner] = append(byOwner[l.Owner], l)
+	}
+	if len(owners) == 0 {
+		return a, st, nil
+	}
+	sort.Strings(owners)
+	refs := make([]*firestore.DocumentRef, len(owners))
+	for i, o := range owners {
+		refs[i] = s.journal(o)
 	}
 	snaps, err := tx.GetAll(refs)
 	if err != nil {
-		return nil, fmt.Errorf("read leases: %w", err)
+		return nil, nil, fmt.Errorf("read lease journals: %w", err)
 	}
+	st.fences = map[string][]string{}
 	for i, snap := range snaps {
-		var d leaseDoc
-		if snap.Exists() {
-			if err := snap.DataTo(&d); err != nil {
-				return nil, fmt.Errorf("decode lease %s: %w", ids[i], err)
-			}
+		j, err := decodeJournal(snap)
+		if err != nil {
+			return nil, nil, err
 		}
-		// ErrNotFound: listed twice, or not held (settled already).
-		if _, err := a.SettleLease(ids[i], d.Used, now); err != nil && !errors.Is(err, billing.ErrNotFound) {
-			return nil, err
+		for _, l := range byOwner[owners[i]] {
+			u := j.Leases[l.ID]
+			if _, err := a.SettleLease(l.ID, u.Used, now); err != nil {
+				return nil, nil, err
+			}
+			st.count(u)
+			st.fences[owners[i]] = append(st.fences[owners[i]], l.ID)
 		}
 	}
-	return a, nil
+	return a, st, nil
+}
+
+// writeSettlement writes what an account transaction's settlements changed
+// beside the account: the usage they recorded and the fences on their
+// holders' journals.
+func (s *Store) writeSettlement(tx *firestore.Transaction, uid string, st *settlement) {
+	if st == nil {
+		return
+	}
+	months := map[string]bool{}
+	for m := range st.usage {
+		months[m] = true
+	}
+	for m := range st.routes {
+		months[m] = true
+	}
+	for month := range months {
+		fields := map[string]any{}
+		if days := st.usage[month]; len(days) > 0 {
+			inc := map[string]any{}
+			for day, n := range days {
+				inc[day] = firestore.Increment(n)
+			}
+			fields["days"] = inc
+		}
+		if days := st.routes[month]; len(days) > 0 {
+			perDay := map[string]any{}
+			for day, rs := range days {
+				inc := map[string]any{}
+				for route, n := range rs {
+					inc[route] = firestore.Increment(n)
+				}
+				perDay[day] = inc
+			}
+			fields["routes"] = perDay
+		}
+		_ = tx.Set(s.account(uid).Collection(usageCol).Doc(month), fields, firestore.MergeAll)
+	}
+	for owner, ids := range st.fences {
+		gone := map[string]any{}
+		leases := map[string]any{}
+		for _, id := range ids {
+			gone[id] = true
+			leases[id] = firestore.Delete
+		}
+		_ = tx.Set(s.journal(owner), map[string]any{"gone": gone, "leases": leases}, firestore.MergeAll)
+	}
 }
 
 // Key returns the API key stored under hash, revoked or not, or
@@ -104,135 +353,77 @@ type LeaseRequest struct {
 	TTL            time.Duration
 	// TouchKey, if set, is the hash of a key whose lastUsedAt becomes now.
 	TouchKey string
+	// Settle are the holder's own leases on the account to settle first,
+	// with the use it confirmed in its journal.
+	Settle []LeaseUse
 }
 
-// TakeLease takes a lease in one transaction, which first settles the
-// account's expired leases. It returns the lease and the balance left
-// beside it; billing.ErrInsufficientCredits when the balance is zero and
-// billing.ErrNotFound for an unknown account.
-func (s *Store) TakeLease(ctx context.Context, r LeaseRequest, now time.Time) (billing.Lease, int64, error) {
-	var l billing.Lease
-	var balance int64
+// Taken is the outcome of TakeLease.
+type Taken struct {
+	Lease billing.Lease
+	// Balance is the balance left beside every lease; Leased the credits
+	// out on the account's other leases (spent or not).
+	Balance, Leased int64
+}
+
+// TakeLease takes a lease in one transaction, which first settles r.Settle
+// and the account's expired leases. It returns
+// billing.ErrInsufficientCredits (with the balance) when the balance is
+// zero and billing.ErrNotFound for an unknown account.
+func (s *Store) TakeLease(ctx context.Context, r LeaseRequest, now time.Time) (Taken, error) {
+	var out Taken
 	var written *billing.Account
 	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		written = nil
-		a, err := s.accountAt(tx, r.UID, now)
+		out, written = Taken{}, nil
+		a, st, err := s.accountAt(tx, r.UID, now, r.Settle...)
 		if err != nil {
 			return err
 		}
-		l, err = a.TakeLease(r.ID, r.Owner, r.Want, r.TTL, now)
+		l, err := a.TakeLease(r.ID, r.Owner, r.Want, r.TTL, now)
 		if errors.Is(err, billing.ErrInsufficientCredits) {
 			// Keep the settlements and the exhausted notice, and answer 402.
 			if refused := a.Refused(r.Want, now); refused || len(a.SettledLeases()) > 0 {
-				s.putAccount(tx, a, now)
-				balance, written = a.Balance(now), a
-				return nil
+				s.putAccount(tx, a, now, st)
+				written = a
 			}
+			out.Balance, out.Leased = a.Balance(now), a.Leased()
+			return nil
 		}
 		if err != nil {
 			return err
 		}
-		s.putAccount(tx, a, now)
+		s.putAccount(tx, a, now, st)
 		written = a
 		l.Watch = a.LowBalanceWatch(s.catalog, now)
-		if err := tx.Create(s.lease(r.UID, l.ID), leaseDoc{Amount: l.Amount, Owner: l.Owner, ExpiresAt: l.ExpiresAt}); err != nil {
-			return err
-		}
 		if r.TouchKey != "" {
 			if err := tx.Update(s.fs.Collection(keysCol).Doc(r.TouchKey), []firestore.Update{{Path: "lastUsedAt", Value: now}}); err != nil {
 				return err
 			}
 		}
-		balance = a.Balance(now)
+		out = Taken{Lease: l, Balance: a.Balance(now), Leased: a.Leased() - l.Amount}
 		return nil
 	}, firestore.MaxAttempts(debitAttempts))
 	if err != nil {
-		return billing.Lease{}, 0, fmt.Errorf("take lease on %s: %w", r.UID, err)
+		return Taken{}, fmt.Errorf("take lease on %s: %w", r.UID, err)
 	}
 	s.dispatch(ctx, written)
-	if l.ID == "" {
-		return billing.Lease{}, balance, billing.ErrInsufficientCredits
+	if out.Lease.ID == "" {
+		return out, billing.ErrInsufficientCredits
 	}
-	return l, balance, nil
+	return out, nil
 }
 
-// LeaseUse is what one lease has spent so far (Used) and since its last
-// record (Delta), and the low-balance notice this use made, if any
-// (billing.LowBalanceWatch), written with it.
-type LeaseUse struct {
-	UID, ID     string
-	Used, Delta int64
-	Notice      *billing.Notice
-	// Routes is Delta by route, for the calls made on one.
-	Routes map[string]int64
-}
-
-// RecordLeaseUses records the use of several leases, of any accounts, in
-// one commit without a transaction: each lease document's total and each
-// account's usage of the day. It records all or nothing, and returns
-// ErrLeaseGone, recording nothing, when any of the leases was settled
-// already.
-func (s *Store) RecordLeaseUses(ctx context.Context, uses []LeaseUse, now time.Time) error {
-	month, dayKey := billing.UsageKeys(now)
-	//lint:ignore SA1019 one commit of plain writes, no reads: a transaction would add an RPC.
-	b := s.fs.Batch()
-	perAccount := map[string]int64{}
-	perRoute := map[string]map[string]any{}
-	var uids []string
-	for _, u := range uses {
-		b.Update(s.lease(u.UID, u.ID), []firestore.Update{{Path: "used", Value: u.Used}})
-		if _, ok := perAccount[u.UID]; !ok {
-			uids = append(uids, u.UID)
-		}
-		perAccount[u.UID] += u.Delta
-		for route, n := range u.Routes {
-			if perRoute[u.UID] == nil {
-				perRoute[u.UID] = map[string]any{}
-			}
-			prev, _ := perRoute[u.UID][route].(int64)
-			perRoute[u.UID][route] = prev + n
-		}
-	}
-	for _, uid := range uids { // one write per usage document
-		usage := s.account(uid).Collection(usageCol).Doc(month)
-		fields := map[string]any{"days": map[string]any{dayKey: firestore.Increment(perAccount[uid])}}
-		if routes := perRoute[uid]; len(routes) > 0 {
-			for route, n := range routes {
-				routes[route] = firestore.Increment(n.(int64))
-			}
-			fields["routes"] = map[string]any{dayKey: routes}
-		}
-		b.Set(usage, fields, firestore.MergeAll)
-	}
-	var notices []billing.NoticeTask
-	for _, u := range uses {
-		if n := u.Notice; n != nil {
-			b.Set(s.outbox(n.UID, n.ID), noticeFields(*n), firestore.MergeAll)
-			notices = append(notices, billing.NoticeTask{UID: n.UID, ID: n.ID})
-		}
-	}
-	if _, err := b.Commit(ctx); err != nil {
-		if status.Code(err) == codes.NotFound {
-			return fmt.Errorf("record use of %d leases: %w", len(uses), ErrLeaseGone)
-		}
-		return fmt.Errorf("record use of %d leases: %w", len(uses), err)
-	}
-	if len(notices) > 0 && s.onNotices != nil {
-		s.onNotices(ctx, notices)
-	}
-	return nil
-}
-
-// ReturnLease settles leases ids of uid in one transaction: the use their
-// documents record stays spent, the rest goes back to the balance. It
-// returns the balance after; returning a lease settled already changes
-// nothing.
-func (s *Store) ReturnLease(ctx context.Context, uid string, now time.Time, ids ...string) (int64, error) {
+// ReturnLease settles uid's leases uses, which their holder gives back
+// with the use it confirmed in its journal, in one transaction: that use
+// stays spent (and is counted in the usage of its days), the rest goes back
+// to the balance. It returns the balance after; returning a lease settled
+// already changes nothing.
+func (s *Store) ReturnLease(ctx context.Context, uid string, now time.Time, uses ...LeaseUse) (int64, error) {
 	var balance int64
 	var written *billing.Account
 	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		written = nil
-		a, err := s.accountAt(tx, uid, now, ids...)
+		a, st, err := s.accountAt(tx, uid, now, uses...)
 		if err != nil {
 			return err
 		}
@@ -240,13 +431,67 @@ func (s *Store) ReturnLease(ctx context.Context, uid string, now time.Time, ids 
 		if len(a.SettledLeases()) == 0 {
 			return nil // nothing to write
 		}
-		s.putAccount(tx, a, now)
+		s.putAccount(tx, a, now, st)
 		written = a
 		return nil
 	}, firestore.MaxAttempts(debitAttempts))
 	if err != nil {
-		return 0, fmt.Errorf("return leases %v of %s: %w", ids, uid, err)
+		return 0, fmt.Errorf("return leases of %s: %w", uid, err)
 	}
 	s.dispatch(ctx, written)
 	return balance, nil
+}
+
+// liveUse returns the use that the journals record for a's leases that are
+// still out, read outside any transaction: for display (LiveAccount, Usage),
+// never to settle.
+func (s *Store) liveUse(ctx context.Context, a *billing.Account) (map[string]LeaseUse, error) {
+	var refs []*firestore.DocumentRef
+	seen := map[string]bool{}
+	for _, l := range a.Leases {
+		if !seen[l.Owner] && l.Owner != billing.HoldOwner {
+			seen[l.Owner] = true
+			refs = append(refs, s.journal(l.Owner))
+		}
+	}
+	if len(refs) == 0 {
+		return nil, nil
+	}
+	snaps, err := s.fs.GetAll(ctx, refs)
+	if err != nil {
+		return nil, fmt.Errorf("read lease journals of %s: %w", a.UID, err)
+	}
+	out := map[string]LeaseUse{}
+	for _, snap := range snaps {
+		j, err := decodeJournal(snap)
+		if err != nil {
+			return nil, err
+		}
+		for _, l := range a.Leases {
+			if u, ok := j.Leases[l.ID]; ok && u.UID == a.UID {
+				out[l.ID] = u
+			}
+		}
+	}
+	return out, nil
+}
+
+// WatchRevocations calls revoked with the hash of every key revoked at or
+// after since, first those revoked already, then each as it is revoked,
+// until ctx is done or the listener fails; it returns that error. Each
+// revocation costs a watcher one document read.
+func (s *Store) WatchRevocations(ctx context.Context, since time.Time, revoked func(hash string)) error {
+	it := s.fs.Collection(keysCol).Where("revokedAt", ">=", since).Snapshots(ctx)
+	defer it.Stop()
+	for {
+		snap, err := it.Next()
+		if err != nil {
+			return fmt.Errorf("watch revocations: %w", err)
+		}
+		for _, ch := range snap.Changes {
+			if ch.Kind != firestore.DocumentRemoved {
+				revoked(ch.Doc.Ref.ID)
+			}
+		}
+	}
 }

@@ -42,52 +42,74 @@ func balance(t *testing.T, s *store.Store, uid string, now time.Time) int64 {
 	return a.Balance(now)
 }
 
+// use is a lease's use, all of it on now's day.
+func use(uid, id string, used int64, now time.Time) store.LeaseUse {
+	month, day := billing.UsageKeys(now)
+	return store.LeaseUse{UID: uid, ID: id, Used: used, Days: map[string]map[string]int64{month: {day: used}}}
+}
+
+func usedOn(t *testing.T, s *store.Store, uid string, now time.Time) int64 {
+	t.Helper()
+	days, err := s.Usage(context.Background(), uid, now, now)
+	if err != nil || len(days) != 1 {
+		t.Fatalf("usage %+v: %v", days, err)
+	}
+	return days[0].Credits
+}
+
+// A lease's use is recorded in its holder's journal: the balance and the
+// usage shown count it at once, and its return settles it with it, once.
 func TestLeaseSettlesWithTheUseItRecorded(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := context.Background()
 	provisionNow(t, s, "ada")
 	topUp(t, s, "ada", 1000) // 1,050 with the Free grant
 	now := time.Now()
-	l, bal, err := s.TakeLease(ctx, store.LeaseRequest{UID: "ada", ID: "i1-1", Owner: "i1", Want: 100, TTL: time.Minute}, now)
-	if err != nil || l.Amount != 100 || bal != 950 {
-		t.Fatalf("lease %+v balance %d: %v", l, bal, err)
+	tk, err := s.TakeLease(ctx, store.LeaseRequest{UID: "ada", ID: "i1-1", Owner: "i1", Want: 100, TTL: time.Minute}, now)
+	if err != nil || tk.Lease.Amount != 100 || tk.Balance != 950 || tk.Leased != 0 {
+		t.Fatalf("take %+v: %v", tk, err)
 	}
-	for _, used := range []int64{10, 30} { // totals, as the manager flushes them
-		if err := recordLeaseUse(ctx, s, "ada", l.ID, used, 20, now); err != nil {
-			t.Fatal(err)
+	at, err := s.WriteJournal(ctx, store.JournalWrite{Owner: "i1", Seq: 1, Uses: []store.LeaseUse{use("ada", "i1-1", 10, now)}, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.WriteJournal(ctx, store.JournalWrite{Owner: "i1", Seq: 2, After: at, Uses: []store.LeaseUse{use("ada", "i1-1", 30, now)}, Now: now}); err != nil {
+		t.Fatal(err)
+	}
+	if got := balance(t, s, "ada", now); got != 1020 {
+		t.Fatalf("balance shown while leased = %d, want 1020 (1,050 minus the 30 recorded)", got)
+	}
+	if used := usedOn(t, s, "ada", now); used != 30 {
+		t.Fatalf("usage shown while leased = %d", used)
+	}
+	for range 2 { // returned twice: the second changes nothing
+		if bal, err := s.ReturnLease(ctx, "ada", now, use("ada", "i1-1", 30, now)); err != nil || bal != 1020 {
+			t.Fatalf("balance after return %d: %v", bal, err)
 		}
 	}
-	if got := balance(t, s, "ada", now); got != 950 {
-		t.Fatalf("balance while leased = %d", got)
+	if used := usedOn(t, s, "ada", now); used != 30 {
+		t.Fatalf("usage after return = %d", used)
 	}
-	if bal, err := s.ReturnLease(ctx, "ada", now, l.ID); err != nil || bal != 1020 {
-		t.Fatalf("balance after return %d: %v", bal, err)
-	}
-	if bal, err := s.ReturnLease(ctx, "ada", now, l.ID); err != nil || bal != 1020 {
-		t.Fatalf("returned twice: %d, %v", bal, err)
-	}
-	if err := recordLeaseUse(ctx, s, "ada", l.ID, 31, 1, now); !errors.Is(err, store.ErrLeaseGone) {
-		t.Fatalf("recorded use of a settled lease: %v", err)
-	}
-	days, err := s.Usage(ctx, "ada", now, now)
-	if err != nil || len(days) != 1 || days[0].Credits != 40 {
-		t.Fatalf("usage %+v: %v", days, err)
+	if a, err := s.StoredAccount(ctx, "ada"); err != nil || len(a.Leases) != 0 || a.Balance(now) != 1020 {
+		t.Fatalf("stored account %+v: %v", a, err)
 	}
 }
 
 // A crashed instance never returns its lease: the next account transaction
-// (here a per-call debit) settles it with exactly the use it recorded.
-func TestExpiredLeaseIsSettledByTheNextDebit(t *testing.T) {
+// (here a per-call debit) settles it with exactly the use its journal
+// records, and fences the journal, so that a late write fails.
+func TestExpiredLeaseIsSettledFromTheJournalAndFenced(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := context.Background()
 	provisionNow(t, s, "bob")
 	_, hash := newKey(t, s, "bob")
 	past := time.Now().Add(-time.Hour) // the lease expired long ago
-	l, _, err := s.TakeLease(ctx, store.LeaseRequest{UID: "bob", ID: "dead-1", Owner: "dead", Want: 40, TTL: time.Second}, past)
+	tk, err := s.TakeLease(ctx, store.LeaseRequest{UID: "bob", ID: "dead-1", Owner: "dead", Want: 40, TTL: time.Second}, past)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := recordLeaseUse(ctx, s, "bob", l.ID, 7, 7, past); err != nil {
+	at, err := s.WriteJournal(ctx, store.JournalWrite{Owner: "dead", Seq: 1, Uses: []store.LeaseUse{use("bob", tk.Lease.ID, 7, past)}, Now: past})
+	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
@@ -95,12 +117,47 @@ func TestExpiredLeaseIsSettledByTheNextDebit(t *testing.T) {
 	if err != nil || rem != 50-7-1 {
 		t.Fatalf("remaining %d: %v", rem, err)
 	}
-	a, err := s.Account(ctx, "bob")
-	if err != nil || len(a.Leases) != 0 {
+	if a, err := s.StoredAccount(ctx, "bob"); err != nil || len(a.Leases) != 0 {
 		t.Fatalf("leases left %+v: %v", a.Leases, err)
 	}
-	if err := recordLeaseUse(ctx, s, "bob", l.ID, 8, 1, now); !errors.Is(err, store.ErrLeaseGone) {
-		t.Fatalf("the lease document survived settlement: %v", err)
+	_, err = s.WriteJournal(ctx, store.JournalWrite{Owner: "dead", Seq: 2, After: at, Uses: []store.LeaseUse{use("bob", tk.Lease.ID, 8, now)}, Now: now})
+	if !errors.Is(err, store.ErrJournalMoved) {
+		t.Fatalf("a write after the settlement: %v", err)
+	}
+	j, err := s.ReadJournal(ctx, "dead")
+	if err != nil || !j.Gone[tk.Lease.ID] || j.Seq != 1 {
+		t.Fatalf("journal %+v: %v", j, err)
+	}
+	days, err := s.Usage(ctx, "bob", past, now)
+	var got int64
+	for _, d := range days {
+		got += d.Credits
+	}
+	if err != nil || got != 8 {
+		t.Fatalf("usage %d, want 8: %v", got, err)
+	}
+}
+
+// An instance that died before its first write has no journal: settling
+// its lease creates the fence, so a first write landing late fails.
+func TestExpiredLeaseWithoutJournalIsFenced(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	provisionNow(t, s, "bea")
+	past := time.Now().Add(-time.Hour)
+	tk, err := s.TakeLease(ctx, store.LeaseRequest{UID: "bea", ID: "frozen-1", Owner: "frozen", Want: 10, TTL: time.Second}, past)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.UpdateAccount(ctx, "bea", func(*billing.Account) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.WriteJournal(ctx, store.JournalWrite{Owner: "frozen", Seq: 1, Uses: []store.LeaseUse{use("bea", tk.Lease.ID, 3, past)}, Now: past})
+	if !errors.Is(err, store.ErrJournalMoved) {
+		t.Fatalf("a first write after the settlement: %v", err)
+	}
+	if got := balance(t, s, "bea", time.Now()); got != 50 {
+		t.Fatalf("balance %d", got)
 	}
 }
 
@@ -109,108 +166,103 @@ func TestTakeLeaseAtZeroSettlesAndAnswersInsufficient(t *testing.T) {
 	ctx := context.Background()
 	provisionNow(t, s, "cy")
 	past := time.Now().Add(-time.Hour)
-	l, _, err := s.TakeLease(ctx, store.LeaseRequest{UID: "cy", ID: "dead-1", Want: 1000, TTL: time.Second}, past)
-	if err != nil || l.Amount != 50 {
-		t.Fatalf("lease %+v: %v", l, err)
+	tk, err := s.TakeLease(ctx, store.LeaseRequest{UID: "cy", ID: "dead-1", Owner: "dead", Want: 1000, TTL: time.Second}, past)
+	if err != nil || tk.Lease.Amount != 50 {
+		t.Fatalf("lease %+v: %v", tk, err)
 	}
-	if err := recordLeaseUse(ctx, s, "cy", l.ID, 50, 50, past); err != nil {
+	if _, err := s.WriteJournal(ctx, store.JournalWrite{Owner: "dead", Seq: 1, Uses: []store.LeaseUse{use("cy", tk.Lease.ID, 50, past)}, Now: past}); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = s.TakeLease(ctx, store.LeaseRequest{UID: "cy", ID: "i2-1", Want: 10, TTL: time.Minute}, time.Now())
+	_, err = s.TakeLease(ctx, store.LeaseRequest{UID: "cy", ID: "i2-1", Owner: "i2", Want: 10, TTL: time.Minute}, time.Now())
 	if !errors.Is(err, billing.ErrInsufficientCredits) {
 		t.Fatalf("err = %v", err)
 	}
-	a, _ := s.Account(ctx, "cy")
+	a, _ := s.StoredAccount(ctx, "cy")
 	if len(a.Leases) != 0 || a.Balance(time.Now()) != 0 {
 		t.Fatalf("account %+v", a)
 	}
 }
 
-// A flush racing the settlement of its lease is either counted by the
-// settlement or refused: never recorded after the settlement read the use.
-func TestRecordRacingSettlementIsCountedOrRefused(t *testing.T) {
+// A journal write racing the settlement of its expired lease is either
+// counted by the settlement or refused: never recorded after the
+// settlement read the use.
+func TestJournalWriteRacingSettlementIsCountedOrRefused(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := context.Background()
 	provisionNow(t, s, "eve")
 	topUp(t, s, "eve", 10_000)
 	want := balance(t, s, "eve", time.Now())
 	var counted, refused int
-	defer func() { t.Logf("flushes counted by the settlement: %d, refused: %d", counted, refused) }()
-	for i := range 15 {
-		now := time.Now()
-		l, _, err := s.TakeLease(ctx, store.LeaseRequest{UID: "eve", ID: fmt.Sprintf("race-%d", i), Want: 100, TTL: time.Minute}, now)
+	defer func() { t.Logf("writes counted by the settlement: %d, refused: %d", counted, refused) }()
+	for i := range 10 {
+		owner := fmt.Sprintf("race%d", i)
+		past := time.Now().Add(-time.Minute)
+		tk, err := s.TakeLease(ctx, store.LeaseRequest{UID: "eve", ID: owner + "-1", Owner: owner, Want: 100, TTL: time.Second}, past)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := recordLeaseUse(ctx, s, "eve", l.ID, 10, 10, now); err != nil {
+		at, err := s.WriteJournal(ctx, store.JournalWrite{Owner: owner, Seq: 1, Uses: []store.LeaseUse{use("eve", tk.Lease.ID, 10, past)}, Now: past})
+		if err != nil {
 			t.Fatal(err)
 		}
 		var wg sync.WaitGroup
-		var recErr, retErr error
+		var recErr, setErr error
 		wg.Add(2)
-		go func() { defer wg.Done(); recErr = recordLeaseUse(ctx, s, "eve", l.ID, 25, 15, now) }()
-		go func() { defer wg.Done(); _, retErr = s.ReturnLease(ctx, "eve", now, l.ID) }()
+		go func() {
+			defer wg.Done()
+			_, recErr = s.WriteJournal(ctx, store.JournalWrite{Owner: owner, Seq: 2, After: at, Uses: []store.LeaseUse{use("eve", tk.Lease.ID, 25, past)}, Now: past})
+		}()
+		go func() {
+			defer wg.Done()
+			_, setErr = s.UpdateAccount(ctx, "eve", func(*billing.Account) error { return nil })
+		}()
 		wg.Wait()
-		if retErr != nil {
-			t.Fatal(retErr)
+		if setErr != nil {
+			t.Fatal(setErr)
 		}
 		switch {
 		case recErr == nil:
 			want -= 25
 			counted++
-		case errors.Is(recErr, store.ErrLeaseGone):
+		case errors.Is(recErr, store.ErrJournalMoved):
 			want -= 10
 			refused++
 		default:
 			t.Fatal(recErr)
 		}
 		if got := balance(t, s, "eve", time.Now()); got != want {
-			t.Fatalf("round %d: balance %d, want %d (record: %v)", i, got, want, recErr)
+			t.Fatalf("round %d: balance %d, want %d (write: %v)", i, got, want, recErr)
 		}
 	}
 }
 
-func TestRecordLeaseUsesIsOneCommitForManyAccounts(t *testing.T) {
+// One flush is one document write, whatever the number of accounts in it.
+func TestJournalIsOneWriteForManyAccounts(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := context.Background()
 	now := time.Now()
 	var uses []store.LeaseUse
-	for _, uid := range []string{"fay", "gus"} {
+	uids := []string{"fay", "gus", "hal", "ivy"}
+	for _, uid := range uids {
 		provisionNow(t, s, uid)
-		l, _, err := s.TakeLease(ctx, store.LeaseRequest{UID: uid, ID: uid + "-1", Want: 20, TTL: time.Minute}, now)
+		tk, err := s.TakeLease(ctx, store.LeaseRequest{UID: uid, ID: uid + "-1", Owner: "many", Want: 20, TTL: time.Minute}, now)
 		if err != nil {
 			t.Fatal(err)
 		}
-		uses = append(uses, store.LeaseUse{UID: uid, ID: l.ID, Used: 5, Delta: 5})
+		uses = append(uses, use(uid, tk.Lease.ID, 5, now))
 	}
-	if err := s.RecordLeaseUses(ctx, uses, now); err != nil {
+	if _, err := s.WriteJournal(ctx, store.JournalWrite{Owner: "many", Seq: 1, Uses: uses, Now: now}); err != nil {
 		t.Fatal(err)
 	}
-	// gus's lease is settled: a commit naming it records nothing, for fay either.
-	if _, err := s.ReturnLease(ctx, "gus", now, "gus-1"); err != nil {
-		t.Fatal(err)
-	}
-	uses[0].Used, uses[0].Delta = 8, 3
-	uses[1].Used, uses[1].Delta = 9, 4
-	if err := s.RecordLeaseUses(ctx, uses, now); !errors.Is(err, store.ErrLeaseGone) {
-		t.Fatalf("err = %v", err)
-	}
-	for uid, want := range map[string]int64{"fay": 5, "gus": 5} {
-		days, err := s.Usage(ctx, uid, now, now)
-		if err != nil || len(days) != 1 || days[0].Credits != want {
-			t.Fatalf("%s usage %+v: %v", uid, days, err)
+	for _, uid := range uids {
+		if got := balance(t, s, uid, now); got != 45 {
+			t.Fatalf("%s's balance %d", uid, got)
+		}
+		if _, err := s.ReturnLease(ctx, uid, now, use(uid, uid+"-1", 5, now)); err != nil {
+			t.Fatal(err)
+		}
+		if used := usedOn(t, s, uid, now); used != 5 {
+			t.Fatalf("%s's usage %d", uid, used)
 		}
 	}
-	if _, err := s.ReturnLease(ctx, "fay", now, "fay-1"); err != nil {
-		t.Fatal(err)
-	}
-	if got := balance(t, s, "fay", now); got != 45 {
-		t.Fatalf("fay's balance %d", got)
-	}
-}
-
-// recordLeaseUse records that used credits of lease id have been spent so
-// far, delta of them since the last record: RecordLeaseUses with one lease.
-func recordLeaseUse(ctx context.Context, s *store.Store, uid, id string, used, delta int64, now time.Time) error {
-	return s.RecordLeaseUses(ctx, []store.LeaseUse{{UID: uid, ID: id, Used: used, Delta: delta}}, now)
 }

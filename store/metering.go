@@ -104,7 +104,7 @@ func (s *Store) Charge(ctx context.Context, r ChargeRequest) (billing.Debited, *
 			replay = ans
 			return nil
 		}
-		a, err := s.getAccount(tx, key.UID)
+		a, st, err := s.getAccount(tx, key.UID)
 		if err != nil {
 			return err
 		}
@@ -123,14 +123,14 @@ func (s *Store) Charge(ctx context.Context, r ChargeRequest) (billing.Debited, *
 		if errors.Is(err, billing.ErrInsufficientCredits) && a.Refused(r.Cost, r.Now) {
 			// The first refusal after credits came in: write its notice,
 			// and still answer 402.
-			s.putAccount(tx, a, r.Now)
+			s.putAccount(tx, a, r.Now, st)
 			written, refused = a, true
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		s.putAccount(tx, a, r.Now)
+		s.putAccount(tx, a, r.Now, st)
 		written = a
 		if err := s.countUsage(tx, key.UID, r.Route, r.Now, r.Cost); err != nil {
 			return err
@@ -278,7 +278,7 @@ func (s *Store) Refund(ctx context.Context, r RefundRequest) (int64, error) {
 	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		_, err := tx.Get(marker)
 		if err == nil {
-			a, err := s.getAccount(tx, c.UID)
+			a, _, err := s.getAccount(tx, c.UID)
 			if err != nil {
 				return err
 			}
@@ -288,12 +288,12 @@ func (s *Store) Refund(ctx context.Context, r RefundRequest) (int64, error) {
 		if status.Code(err) != codes.NotFound {
 			return err
 		}
-		a, err := s.getAccount(tx, c.UID)
+		a, st, err := s.getAccount(tx, c.UID)
 		if err != nil {
 			return err
 		}
 		a.Refund(r.RequestID, c.Taken, c.Cost, r.Now)
-		s.putAccount(tx, a, r.Now)
+		s.putAccount(tx, a, r.Now, st)
 		if err := s.countUsage(tx, c.UID, c.Route, c.At, -c.Cost); err != nil {
 			return err
 		}

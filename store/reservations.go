@@ -82,7 +82,7 @@ func (s *Store) Reserve(ctx context.Context, r ReserveRequest) (Reservation, *bi
 			replay = ans
 			return nil
 		}
-		a, err := s.accountAt(tx, key.UID, r.Now)
+		a, st, err := s.accountAt(tx, key.UID, r.Now)
 		if err != nil {
 			return err
 		}
@@ -90,7 +90,7 @@ func (s *Store) Reserve(ctx context.Context, r ReserveRequest) (Reservation, *bi
 		if err != nil {
 			return err
 		}
-		s.putAccount(tx, a, r.Now)
+		s.putAccount(tx, a, r.Now, st)
 		written = a
 		out = Reservation{ID: r.ID, UID: key.UID, KeyID: key.ID, Credits: l.Amount, ExpiresAt: l.ExpiresAt,
 			State: ReservationHeld, ExpireAt: l.ExpiresAt.Add(reservationRetention)}
@@ -151,13 +151,13 @@ func (s *Store) EndReservation(ctx context.Context, id string, charged int64, no
 		}
 		// Reading the account settles its expired leases, this one too if
 		// it is past its time: then everything went back.
-		a, err := s.accountAt(tx, res.UID, now)
+		a, st, err := s.accountAt(tx, res.UID, now)
 		if err != nil {
 			return err
 		}
 		if !now.Before(res.ExpiresAt) {
 			res.State, res.Released, res.Balance = ReservationExpired, res.Credits, a.Balance(now)
-			s.putAccount(tx, a, now)
+			s.putAccount(tx, a, now, st)
 			written = a
 			out = res
 			return tx.Set(ref, res)
@@ -169,7 +169,7 @@ func (s *Store) EndReservation(ctx context.Context, id string, charged int64, no
 		if err != nil {
 			return err
 		}
-		s.putAccount(tx, a, now)
+		s.putAccount(tx, a, now, st)
 		written = a
 		if charged > 0 {
 			if err := s.countUsage(tx, res.UID, ReservationRoute, now, charged); err != nil {

@@ -73,8 +73,36 @@ func (s *Store) account(uid string) *firestore.DocumentRef {
 	return s.fs.Collection(accountsCol).Doc(uid)
 }
 
-// Account returns the account of uid, or billing.ErrNotFound.
+// Account returns the account of uid, or billing.ErrNotFound, as it would
+// be if its instances' credit leases came back now with the use their
+// holders recorded: its balance is the balance minus the use recorded, not
+// minus the credits out on leases, and it lists only the reservations'
+// holds, whose credits stay unavailable. Nothing is written.
 func (s *Store) Account(ctx context.Context, uid string) (*billing.Account, error) {
+	a, err := s.StoredAccount(ctx, uid)
+	if err != nil {
+		return nil, err
+	}
+	uses, err := s.liveUse(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	for _, l := range append([]billing.Lease(nil), a.Leases...) {
+		if l.Owner == billing.HoldOwner {
+			continue // a reservation's credits stay held until it is settled or expires
+		}
+		if _, err := a.SettleLease(l.ID, uses[l.ID].Used, now); err != nil {
+			return nil, err
+		}
+	}
+	a.Credits = a.Balance(now)
+	return a, nil
+}
+
+// StoredAccount returns the account of uid as stored, with its leases out,
+// or billing.ErrNotFound.
+func (s *Store) StoredAccount(ctx context.Context, uid string) (*billing.Account, error) {
 	if uid == "" {
 		return nil, billing.ErrNotFound
 	}
@@ -120,14 +148,14 @@ func (s *Store) Provision(ctx context.Context, id billing.Identity, now time.Tim
 func (s *Store) UpdateAccount(ctx context.Context, uid string, fn func(*billing.Account) error) (*billing.Account, error) {
 	var out *billing.Account
 	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		a, err := s.getAccount(tx, uid)
+		a, st, err := s.getAccount(tx, uid)
 		if err != nil {
 			return err
 		}
 		if err := fn(a); err != nil {
 			return err
 		}
-		s.putAccount(tx, a, time.Now())
+		s.putAccount(tx, a, time.Now(), st)
 		out = a
 		return nil
 	})
@@ -151,7 +179,7 @@ func (s *Store) ApplyEvent(ctx context.Context, eventID, uid string, fn func(*bi
 		} else if status.Code(err) != codes.NotFound {
 			return err
 		}
-		a, err := s.getAccount(tx, uid)
+		a, st, err := s.getAccount(tx, uid)
 		if err != nil {
 			return err
 		}
@@ -159,7 +187,7 @@ func (s *Store) ApplyEvent(ctx context.Context, eventID, uid string, fn func(*bi
 			return err
 		}
 		now := time.Now()
-		s.putAccount(tx, a, now)
+		s.putAccount(tx, a, now, st)
 		if err := tx.Create(ev, map[string]any{"uid": uid, "appliedAt": now, "expireAt": now.Add(eventRetention)}); err != nil {
 			return err
 		}
@@ -261,6 +289,34 @@ func (s *Store) Usage(ctx context.Context, uid string, from, to time.Time) ([]bi
 	from, to = from.UTC(), to.UTC()
 	counts := map[string]int64{}
 	routes := map[string]map[string]int64{}
+	// The use of leases still out is in their holders' journals.
+	a, err := s.StoredAccount(ctx, uid)
+	if err != nil && !errors.Is(err, billing.ErrNotFound) {
+		return nil, err
+	}
+	if a != nil {
+		uses, err := s.liveUse(ctx, a)
+		if err != nil {
+			return nil, err
+		}
+		for _, u := range uses {
+			for month, days := range u.Days {
+				for d, n := range days {
+					date, err := billing.UsageDate(month, d)
+					if err != nil {
+						return nil, fmt.Errorf("usage %s: %w", uid, err)
+					}
+					counts[date] += n
+					for route, rn := range u.Routes[month][d] {
+						if routes[date] == nil {
+							routes[date] = map[string]int64{}
+						}
+						routes[date][route] += rn
+					}
+				}
+			}
+		}
+	}
 	for m := monthStart(from); !m.After(to); m = m.AddDate(0, 1, 0) {
 		month, _ := billing.UsageKeys(m)
 		snap, err := s.account(uid).Collection(usageCol).Doc(month).Get(ctx)
@@ -399,8 +455,11 @@ func (s *Store) RevokeKey(ctx context.Context, uid, id string) error {
 	if len(snaps) == 0 {
 		return billing.ErrNotFound
 	}
-	if _, err := snaps[0].Ref.Update(ctx, []firestore.Update{{Path: "revoked", Value: true},
-		{Path: "expireAt", Value: time.Now().Add(keyRetention)}}); err != nil {
+	now := time.Now()
+	// revokedAt is Firestore's own time, as the revocation listeners'
+	// "since" is the wall clock's, whatever clock the caller runs on.
+	if _, err := snaps[0].Ref.Update(ctx, []firestore.Update{{Path: "revoked", Value: true}, {Path: "revokedAt", Value: firestore.ServerTimestamp},
+		{Path: "expireAt", Value: now.Add(keyRetention)}}); err != nil {
 		return fmt.Errorf("revoke key %s: %w", id, err)
 	}
 	return nil
@@ -449,8 +508,12 @@ func (s *Store) RollKey(ctx context.Context, uid, id string, roll func(*billing.
 		if err != nil {
 			return err
 		}
-		if err := tx.Update(ref, []firestore.Update{{Path: "revoked", Value: k.Revoked}, {Path: "expiresAt", Value: k.ExpiresAt},
-			{Path: "rolledTo", Value: k.RolledTo}, {Path: "expireAt", Value: k.ExpiresAt.Add(keyRetention)}}); err != nil {
+		updates := []firestore.Update{{Path: "revoked", Value: k.Revoked}, {Path: "expiresAt", Value: k.ExpiresAt},
+			{Path: "rolledTo", Value: k.RolledTo}, {Path: "expireAt", Value: k.ExpiresAt.Add(keyRetention)}}
+		if k.Revoked { // rolled with no grace: the revocation listeners hear it, as a revoke
+			updates = append(updates, firestore.Update{Path: "revokedAt", Value: firestore.ServerTimestamp})
+		}
+		if err := tx.Update(ref, updates); err != nil {
 			return err
 		}
 		return tx.Create(s.fs.Collection(keysCol).Doc(hash), next)
@@ -515,21 +578,19 @@ func (s *Store) SavePlans(ctx context.Context, c billing.Catalog) error {
 
 // getAccount reads the account of uid in tx and settles its expired credit
 // leases (lease.go), so that a crashed instance's credits come back.
-func (s *Store) getAccount(tx *firestore.Transaction, uid string) (*billing.Account, error) {
+func (s *Store) getAccount(tx *firestore.Transaction, uid string) (*billing.Account, *settlement, error) {
 	return s.accountAt(tx, uid, time.Now())
 }
 
 // putAccount writes a with its new ledger entries and notices, after the
 // low-balance watch has looked at its balance at now.
-func (s *Store) putAccount(tx *firestore.Transaction, a *billing.Account, now time.Time) {
+func (s *Store) putAccount(tx *firestore.Transaction, a *billing.Account, now time.Time, st *settlement) {
 	a.WatchBalance(s.catalog, now)
 	// Set and Create only fail on encoding, which the account's types rule out.
 	_ = tx.Set(s.account(a.UID), a)
 	s.writeEntries(tx, a)
 	s.writeNotices(tx, a)
-	for _, id := range a.SettledLeases() {
-		_ = tx.Delete(s.lease(a.UID, id))
-	}
+	s.writeSettlement(tx, a.UID, st)
 }
 
 func (s *Store) writeEntries(tx *firestore.Transaction, a *billing.Account) {

@@ -86,6 +86,31 @@ resource "google_firestore_field" "api_keys_ttl" {
   index_config {}
 }
 
+# Each lease-mode instance's journal (leaseJournals/{instance}, lease/ and
+# store/lease.go) is rewritten with each flush and read only by id: none of
+# its fields is indexed (a journal maps every lease it holds, and index
+# entries would cost latency and the per-document index limit), and a
+# journal is deleted a day after its last write (expireAt).
+resource "google_firestore_field" "lease_journals_ttl" {
+  project    = var.project_id
+  database   = google_firestore_database.main.name
+  collection = "leaseJournals"
+  field      = "expireAt"
+
+  ttl_config {}
+  index_config {}
+}
+
+resource "google_firestore_field" "lease_journals_unindexed" {
+  for_each   = toset(["leases", "gone"])
+  project    = var.project_id
+  database   = google_firestore_database.main.name
+  collection = "leaseJournals"
+  field      = each.key
+
+  index_config {}
+}
+
 # The rules in firestore.rules (the same file the emulator loads), released to
 # the database.
 resource "google_firebaserules_ruleset" "firestore" {

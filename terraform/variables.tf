@@ -176,8 +176,8 @@ variable "labels" {
 
 variable "meter_mode" {
   type        = string
-  description = "Metering (METER_MODE): txn, one Firestore transaction per call, or lease, credit leases per instance (docs/cost.md)."
-  default     = "txn"
+  description = "Metering (METER_MODE): lease, credit leases per instance with one journal write per flush, or txn, one Firestore transaction per call (docs/cost.md)."
+  default     = "lease"
   validation {
     condition     = contains(["txn", "lease"], var.meter_mode)
     error_message = "meter_mode must be txn or lease."
@@ -192,7 +192,7 @@ variable "lease_ttl" {
 
 variable "lease_idle" {
   type        = string
-  description = "Lease mode: a lease unused this long goes back to the balance (LEASE_IDLE); shorter than lease_ttl."
+  description = "Lease mode: a lease unused this long goes back to the balance at the instance's next call (LEASE_IDLE); shorter than lease_ttl."
   default     = "3s"
 }
 
@@ -210,8 +210,8 @@ variable "require_verified_email" {
 
 variable "key_cache_ttl" {
   type        = string
-  description = "Lease mode: how long an instance trusts an API key lookup (KEY_CACHE_TTL): the revocation delay."
-  default     = "10s"
+  description = "Lease mode: how long an instance trusts an API key lookup (KEY_CACHE_TTL): the revocation delay only while its revocation listener is down (about a second otherwise)."
+  default     = "60s"
 }
 
 variable "artifact_keep_count" {

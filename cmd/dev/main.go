@@ -92,7 +92,7 @@ func run() error {
 		return err
 	case <-ctx.Done():
 	}
-	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	shutdown, cancel := context.WithTimeout(context.Background(), 8*time.Second) // Cloud Run allows 10 s after SIGTERM
 	defer cancel()
 	err = httpSrv.Shutdown(shutdown)
 	core.Dispatch.Wait()

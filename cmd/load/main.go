@@ -3,6 +3,15 @@
 // and prints calls/s, p50/p99 latency, Firestore commits per 1,000 calls
 // (from each dev server's GET /dev/stats) and any overspend.
 //
+// With -zipf s, each call picks its key from a Zipf distribution of
+// exponent s over the keys (key 1 the busiest), as real traffic does;
+// without it, client i uses key i mod keys. With -revocations N it then
+// measures, N times, how long a key revoked while hot keeps working: from
+// DELETE /api/keys/{id} answering to the first 401 on every server.
+//
+//	go run ./cmd/load -url http://localhost:8000,http://localhost:8001 -clients 50 -keys 1000 -zipf 1.1 -calls 40000
+//	go run ./cmd/load -url http://localhost:8000 -clients 10 -calls 0 -revocations 50
+//
 // It signs users up through the Auth emulator, creates their keys and buys
 // them credits through the offline Stripe stand-in, unless given -keys-from.
 //
@@ -22,6 +31,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
+	mrand "math/rand/v2"
 	"net/http"
 	"os"
 	"slices"
@@ -46,6 +57,8 @@ type options struct {
 	calls   int64
 	settle  time.Duration
 	label   string
+	zipf    float64
+	revoke  int
 }
 
 func run(args []string, out io.Writer) error {
@@ -57,22 +70,27 @@ func run(args []string, out io.Writer) error {
 	calls := fl.Int64("calls", 10000, "metered calls in all")
 	settle := fl.Duration("settle", 20*time.Second, "how long to wait for leased credits to come back before checking the balance")
 	label := fl.String("label", "", "a name for this run in the output")
+	zipf := fl.Float64("zipf", 0, "if above 1, each call picks its key from a Zipf distribution of this exponent")
+	revoke := fl.Int("revocations", 0, "then revoke this many hot keys, one after another, and report how long each kept working")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
-	o := options{auth: *auth, clients: *clients, keys: *keys, calls: *calls, settle: *settle, label: *label}
+	o := options{auth: *auth, clients: *clients, keys: *keys, calls: *calls, settle: *settle, label: *label, zipf: *zipf, revoke: *revoke}
 	for _, u := range strings.Split(*urls, ",") {
 		if u = strings.TrimRight(strings.TrimSpace(u), "/"); u != "" {
 			o.urls = append(o.urls, u)
 		}
 	}
-	if len(o.urls) == 0 || o.clients < 1 || o.keys < 1 || o.calls < 1 || o.auth == "" {
-		return errors.New("need -url, -auth (or FIREBASE_AUTH_EMULATOR_HOST), and positive -clients, -keys, -calls")
+	if len(o.urls) == 0 || o.clients < 1 || o.keys < 1 || o.calls < 0 || o.auth == "" || (o.zipf != 0 && o.zipf <= 1) {
+		return errors.New("need -url, -auth (or FIREBASE_AUTH_EMULATOR_HOST), positive -clients and -keys, -calls of 0 or more, and -zipf above 1 if set")
 	}
 	ctx := context.Background()
 	hc := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: o.clients + 10}}
 	l := &loader{o: o, hc: hc}
 
+	if o.calls == 0 {
+		return l.revocations(ctx, out)
+	}
 	users, err := l.setUp(ctx)
 	if err != nil {
 		return err
@@ -82,7 +100,26 @@ func run(args []string, out io.Writer) error {
 	after, settled := l.balances(ctx, users, res.ok)
 	stats := l.stats(ctx).minus(before)
 	res.print(out, o, users, after, settled, stats)
+	if o.revoke > 0 {
+		return l.revocations(ctx, out)
+	}
 	return nil
+}
+
+// share is the fraction of the calls that key i (from 0) gets.
+func (o options) share(i int) float64 {
+	if o.zipf == 0 {
+		clients := o.clients / o.keys
+		if i < o.clients%o.keys {
+			clients++
+		}
+		return float64(clients) / float64(o.clients)
+	}
+	var h float64
+	for k := 1; k <= o.keys; k++ {
+		h += math.Pow(float64(k), -o.zipf)
+	}
+	return math.Pow(float64(i+1), -o.zipf) / h
 }
 
 type loader struct {
@@ -92,51 +129,83 @@ type loader struct {
 
 type user struct {
 	token, key string
+	keyID      string
 	granted    int64 // the balance before the run
 	ok         atomic.Int64
 }
 
 // setUp makes o.keys users, each with a key and credits for its share of
-// the calls.
+// the calls (and a margin), 4 at a time (the emulator serialises the key
+// transactions, which query the owner's keys).
 func (l *loader) setUp(ctx context.Context) ([]*user, error) {
 	users := make([]*user, l.o.keys)
-	per := (l.o.calls + int64(l.o.keys) - 1) / int64(l.o.keys)
 	run := randomHex(4)
+	errs := make(chan error, l.o.keys)
+	sem := make(chan struct{}, 4)
+	var wg sync.WaitGroup
 	for i := range users {
-		u := &user{}
-		var in struct {
-			IDToken string `json:"idToken"`
+		need := int64(math.Ceil(float64(l.o.calls)*l.o.share(i)*1.2)) + 20
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			u, err := l.newUser(ctx, fmt.Sprintf("load-%s-%d@example.com", run, i), need)
+			if err != nil {
+				errs <- err
+				return
+			}
+			users[i] = u
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return nil, err
+	}
+	return users, nil
+}
+
+// newUser signs a user up, makes its key and buys it credits until it has
+// need.
+func (l *loader) newUser(ctx context.Context, email string, need int64) (*user, error) {
+	u := &user{}
+	var in struct {
+		IDToken string `json:"idToken"`
+	}
+	err := l.call(ctx, http.MethodPost, "http://"+l.o.auth+"/identitytoolkit.googleapis.com/v1/accounts:signUp?key=dev", "",
+		map[string]any{"email": email, "password": "secret123", "returnSecureToken": true}, &in)
+	if err != nil {
+		return nil, fmt.Errorf("sign up: %w", err)
+	}
+	u.token = in.IDToken
+	var key struct {
+		ID  string `json:"id"`
+		Key string `json:"key"`
+	}
+	for try := 1; ; try++ {
+		err := l.call(ctx, http.MethodPost, l.o.urls[0]+"/api/keys", u.token, map[string]any{"name": "load"}, &key)
+		if err == nil {
+			break
 		}
-		email := fmt.Sprintf("load-%s-%d@example.com", run, i)
-		err := l.call(ctx, http.MethodPost, "http://"+l.o.auth+"/identitytoolkit.googleapis.com/v1/accounts:signUp?key=dev", "",
-			map[string]any{"email": email, "password": "secret123", "returnSecureToken": true}, &in)
-		if err != nil {
-			return nil, fmt.Errorf("sign up: %w", err)
-		}
-		u.token = in.IDToken
-		var key struct {
-			Key string `json:"key"`
-		}
-		if err := l.call(ctx, http.MethodPost, l.o.urls[0]+"/api/keys", u.token, map[string]any{"name": "load"}, &key); err != nil {
+		if try == 3 {
 			return nil, fmt.Errorf("create key: %w", err)
 		}
-		u.key = key.Key
-		for bal, err := l.balance(ctx, u); bal < per; bal, err = l.balance(ctx, u) {
-			if err != nil {
-				return nil, err
-			}
-			if err := l.buy(ctx, u); err != nil {
-				return nil, err
-			}
-		}
-		bal, err := l.balance(ctx, u)
+	}
+	u.key, u.keyID = key.Key, key.ID
+	for bal, err := l.balance(ctx, u); bal < need; bal, err = l.balance(ctx, u) {
 		if err != nil {
 			return nil, err
 		}
-		u.granted = bal
-		users[i] = u
+		if err := l.buy(ctx, u); err != nil {
+			return nil, err
+		}
 	}
-	return users, nil
+	bal, err := l.balance(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	u.granted = bal
+	return u, nil
 }
 
 // buy pays for a Power pack (100,000 credits) through the Stripe stand-in.
@@ -215,10 +284,17 @@ func (l *loader) drive(ctx context.Context, users []*user) *result {
 		go func() {
 			defer wg.Done()
 			u := users[c%len(users)]
+			var zipf *mrand.Zipf
+			if l.o.zipf > 1 {
+				zipf = mrand.NewZipf(mrand.New(mrand.NewPCG(uint64(c), 1)), l.o.zipf, 1, uint64(len(users)-1))
+			}
 			url := l.o.urls[c%len(l.o.urls)] + "/api/meter"
 			lat := make([]time.Duration, 0, l.o.calls/int64(l.o.clients)+1)
 			statuses := map[int]int64{}
 			for next.Add(1) <= l.o.calls {
+				if zipf != nil {
+					u = users[zipf.Uint64()]
+				}
 				t0 := time.Now()
 				code := l.meter(ctx, url, u.key)
 				lat = append(lat, time.Since(t0))
@@ -387,4 +463,103 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// revocations revokes o.revoke hot keys one after another: o.clients
+// clients spread over the servers call a fresh key until 50 calls were
+// served, the key is revoked, and the time from DELETE answering to the
+// first 401 on each server is noted. It prints the p50, p99 and worst of
+// the slower server of each revocation.
+func (l *loader) revocations(ctx context.Context, out io.Writer) error {
+	n := max(l.o.revoke, 1)
+	u, err := l.newUser(ctx, fmt.Sprintf("revoke-%s@example.com", randomHex(4)), int64(n)*400)
+	if err != nil {
+		return err
+	}
+	var took []time.Duration
+	for round := range n {
+		if round > 0 {
+			var key struct {
+				ID  string `json:"id"`
+				Key string `json:"key"`
+			}
+			if err := l.call(ctx, http.MethodPost, l.o.urls[0]+"/api/keys", u.token, map[string]any{"name": "revoke"}, &key); err != nil {
+				return fmt.Errorf("create key: %w", err)
+			}
+			u.key, u.keyID = key.Key, key.ID
+		}
+		d, err := l.revokeHot(ctx, u)
+		if err != nil {
+			return fmt.Errorf("revocation %d: %w", round+1, err)
+		}
+		took = append(took, d)
+	}
+	slices.Sort(took)
+	pct := func(p float64) time.Duration { return took[min(len(took)-1, int(p*float64(len(took))))] }
+	label := l.o.label
+	if label != "" {
+		label += ": "
+	}
+	fmt.Fprintf(out, "%s%d revocations of a hot key (%d clients, %d servers): first 401 on every server after p50 %s, p99 %s, max %s\n",
+		label, n, l.o.clients, len(l.o.urls), pct(0.5).Round(time.Millisecond), pct(0.99).Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond))
+	return nil
+}
+
+// revokeHot drives u's key until 50 calls were served, revokes it and
+// returns how long the slowest server kept serving it.
+func (l *loader) revokeHot(ctx context.Context, u *user) (time.Duration, error) {
+	var served atomic.Int64
+	refused := make([]atomic.Int64, len(l.o.urls)) // unix nanoseconds of each server's first 401
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for c := range l.o.clients {
+		i := c % len(l.o.urls)
+		url := l.o.urls[i] + "/api/meter"
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				switch l.meter(ctx, url, u.key) {
+				case http.StatusOK:
+					served.Add(1)
+				case http.StatusUnauthorized:
+					refused[i].CompareAndSwap(0, time.Now().UnixNano())
+					time.Sleep(5 * time.Millisecond)
+				default:
+					time.Sleep(5 * time.Millisecond)
+				}
+			}
+		})
+	}
+	defer func() { close(stop); wg.Wait() }()
+	for deadline := time.Now().Add(30 * time.Second); served.Load() < 50; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return 0, errors.New("the key served fewer than 50 calls in 30s")
+		}
+	}
+	if err := l.call(ctx, http.MethodDelete, l.o.urls[0]+"/api/keys/"+u.keyID, u.token, nil, nil); err != nil {
+		return 0, fmt.Errorf("revoke: %w", err)
+	}
+	revoked := time.Now()
+	for deadline := revoked.Add(70 * time.Second); ; time.Sleep(2 * time.Millisecond) {
+		var worst time.Duration
+		all := true
+		for i := range refused {
+			at := refused[i].Load()
+			if at == 0 {
+				all = false
+				break
+			}
+			worst = max(worst, time.Unix(0, at).Sub(revoked))
+		}
+		if all {
+			return max(worst, 0), nil
+		}
+		if time.Now().After(deadline) {
+			return 0, errors.New("a revoked key still works after 70s")
+		}
+	}
 }

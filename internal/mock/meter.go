@@ -45,7 +45,7 @@ func (s *Store) DebitKey(_ context.Context, hash string, cost int64, now time.Ti
 	if !ok || k.Revoked {
 		return 0, billing.ErrInvalidAPIKey
 	}
-	a, err := s.settled(k.UID, now)
+	a, apply, err := s.settled(k.UID, now)
 	if err != nil {
 		return 0, err
 	}
@@ -55,6 +55,7 @@ func (s *Store) DebitKey(_ context.Context, hash string, cost int64, now time.Ti
 	if err := s.put(a); err != nil {
 		return 0, err
 	}
+	apply()
 	s.count(k.UID, now, cost)
 	return a.Balance(now), nil
 }
@@ -95,86 +96,182 @@ func (s *Store) Usage(_ context.Context, uid string, from, to time.Time) ([]bill
 	return out, nil
 }
 
-// settled loads the account of uid and settles its leases expired at now
-// and those named in ids with the use recorded for them. s.mu is held.
-func (s *Store) settled(uid string, now time.Time, ids ...string) (*billing.Account, error) {
-	a, err := s.load(uid)
-	if err != nil {
-		return nil, err
-	}
-	for _, l := range a.ExpiredLeases(now) {
-		ids = append(ids, l.ID)
-	}
-	for _, id := range ids {
-		if _, err := a.SettleLease(id, s.leases[id], now); err != nil && !errors.Is(err, billing.ErrNotFound) {
-			return nil, err
-		}
-	}
-	return a, nil
+// journal is an instance's lease journal, as store.Store keeps it in one
+// document.
+type journal struct {
+	seq     int64
+	leases  map[string]store.LeaseUse
+	gone    map[string]bool
+	updated time.Time
 }
 
-// putSettled keeps a and forgets the use of the leases it settled.
-func (s *Store) putSettled(a *billing.Account) error {
-	for _, id := range a.SettledLeases() {
-		delete(s.leases, id)
+// tick returns the next journal update time. s.mu is held.
+func (s *Store) tick() time.Time {
+	s.updates++
+	return time.Unix(0, s.updates)
+}
+
+func (s *Store) countDays(uid string, days map[string]map[string]int64) {
+	for month, ds := range days {
+		for day, n := range ds {
+			if s.usage[uid] == nil {
+				s.usage[uid] = map[string]map[string]int64{}
+			}
+			if s.usage[uid][month] == nil {
+				s.usage[uid][month] = map[string]int64{}
+			}
+			s.usage[uid][month][day] += n
+		}
 	}
-	return s.put(a)
+}
+
+// settled loads the account of uid and settles own with the use given and
+// its leases expired at now with the use their journals record, fencing
+// those journals, as store.Store does in one transaction. s.mu is held.
+func (s *Store) settled(uid string, now time.Time, own ...store.LeaseUse) (*billing.Account, func(), error) {
+	a, err := s.load(uid)
+	if err != nil {
+		return nil, nil, err
+	}
+	var after []func()
+	for _, u := range own {
+		if _, err := a.SettleLease(u.ID, u.Used, now); err == nil {
+			after = append(after, func() { s.countDays(uid, u.Days) })
+		} else if !errors.Is(err, billing.ErrNotFound) {
+			return nil, nil, err
+		}
+	}
+	for _, l := range a.ExpiredLeases(now) {
+		j := s.journals[l.Owner]
+		var u store.LeaseUse
+		if j != nil {
+			u = j.leases[l.ID]
+		}
+		if _, err := a.SettleLease(l.ID, u.Used, now); err != nil {
+			return nil, nil, err
+		}
+		after = append(after, func() {
+			s.countDays(uid, u.Days)
+			j := s.journals[l.Owner]
+			if j == nil {
+				j = &journal{leases: map[string]store.LeaseUse{}, gone: map[string]bool{}}
+				s.journals[l.Owner] = j
+			}
+			delete(j.leases, l.ID)
+			j.gone[l.ID] = true
+			j.updated = s.tick()
+		})
+	}
+	return a, func() {
+		for _, f := range after {
+			f()
+		}
+	}, nil
 }
 
 // TakeLease takes a lease as store.Store.TakeLease does.
-func (s *Store) TakeLease(_ context.Context, r store.LeaseRequest, now time.Time) (billing.Lease, int64, error) {
+func (s *Store) TakeLease(_ context.Context, r store.LeaseRequest, now time.Time) (store.Taken, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a, err := s.settled(r.UID, now)
+	a, apply, err := s.settled(r.UID, now, r.Settle...)
 	if err != nil {
-		return billing.Lease{}, 0, fmt.Errorf("take lease on %s: %w", r.UID, err)
+		return store.Taken{}, fmt.Errorf("take lease on %s: %w", r.UID, err)
 	}
 	l, err := a.TakeLease(r.ID, r.Owner, r.Want, r.TTL, now)
 	if err != nil && !errors.Is(err, billing.ErrInsufficientCredits) {
-		return billing.Lease{}, 0, fmt.Errorf("take lease on %s: %w", r.UID, err)
+		return store.Taken{}, fmt.Errorf("take lease on %s: %w", r.UID, err)
 	}
-	if err := s.putSettled(a); err != nil {
-		return billing.Lease{}, 0, err
+	if err := s.put(a); err != nil {
+		return store.Taken{}, err
 	}
+	apply()
 	if l.ID == "" {
-		return billing.Lease{}, a.Balance(now), billing.ErrInsufficientCredits
+		return store.Taken{Balance: a.Balance(now), Leased: a.Leased()}, billing.ErrInsufficientCredits
 	}
-	s.leases[l.ID] = 0
 	if k, ok := s.keys[r.TouchKey]; ok {
 		k.LastUsedAt = now
 		s.keys[r.TouchKey] = k
 	}
-	return l, a.Balance(now), nil
+	return store.Taken{Lease: l, Balance: a.Balance(now), Leased: a.Leased() - l.Amount}, nil
 }
 
-// RecordLeaseUses records the leases' use and the day's usage, all or
-// nothing; store.ErrLeaseGone if any lease was settled already.
-func (s *Store) RecordLeaseUses(_ context.Context, uses []store.LeaseUse, now time.Time) error {
+// WriteJournal writes one flush as store.Store.WriteJournal does.
+func (s *Store) WriteJournal(_ context.Context, w store.JournalWrite) (time.Time, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, u := range uses {
-		if _, ok := s.leases[u.ID]; !ok {
-			return fmt.Errorf("record use of %d leases: %w", len(uses), store.ErrLeaseGone)
-		}
+	j := s.journals[w.Owner]
+	switch {
+	case w.After.IsZero() && j != nil, !w.After.IsZero() && (j == nil || !j.updated.Equal(w.After)):
+		return time.Time{}, fmt.Errorf("write journal %s: %w", w.Owner, store.ErrJournalMoved)
+	case j == nil:
+		j = &journal{leases: map[string]store.LeaseUse{}, gone: map[string]bool{}}
+		s.journals[w.Owner] = j
 	}
-	for _, u := range uses {
-		s.leases[u.ID] = u.Used
-		s.count(u.UID, now, u.Delta)
+	j.seq = w.Seq
+	for _, u := range w.Uses {
+		j.leases[u.ID] = u
 	}
-	return nil
+	for _, id := range w.Forget {
+		delete(j.leases, id)
+		delete(j.gone, id)
+	}
+	j.updated = s.tick()
+	return j.updated, nil
 }
 
-// ReturnLease settles leases ids of uid with their recorded use and returns
-// the balance after.
-func (s *Store) ReturnLease(_ context.Context, uid string, now time.Time, ids ...string) (int64, error) {
+// ReadJournal reads owner's journal as store.Store.ReadJournal does.
+func (s *Store) ReadJournal(_ context.Context, owner string) (store.Journal, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a, err := s.settled(uid, now, ids...)
+	j := s.journals[owner]
+	if j == nil {
+		return store.Journal{}, nil
+	}
+	out := store.Journal{Seq: j.seq, Leases: map[string]store.LeaseUse{}, Gone: map[string]bool{}, Updated: j.updated}
+	for id, u := range j.leases {
+		out.Leases[id] = u
+	}
+	for id := range j.gone {
+		out.Gone[id] = true
+	}
+	return out, nil
+}
+
+// ReturnLease settles uid's leases uses with the use given and returns the
+// balance after.
+func (s *Store) ReturnLease(_ context.Context, uid string, now time.Time, uses ...store.LeaseUse) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, apply, err := s.settled(uid, now, uses...)
 	if err != nil {
-		return 0, fmt.Errorf("return leases %v of %s: %w", ids, uid, err)
+		return 0, fmt.Errorf("return leases of %s: %w", uid, err)
 	}
-	if err := s.putSettled(a); err != nil {
+	if err := s.put(a); err != nil {
 		return 0, err
 	}
+	apply()
 	return a.Balance(now), nil
+}
+
+// RevokeKey revokes the key under hash and tells the revocation listeners.
+func (s *Store) RevokeKey(hash string) {
+	s.mu.Lock()
+	k := s.keys[hash]
+	k.Revoked = true
+	s.keys[hash] = k
+	watchers := append([]func(string){}, s.watchers...)
+	s.mu.Unlock()
+	for _, w := range watchers {
+		w(hash)
+	}
+}
+
+// WatchRevocations calls revoked for each key revoked by RevokeKey until ctx
+// is done.
+func (s *Store) WatchRevocations(ctx context.Context, _ time.Time, revoked func(hash string)) error {
+	s.mu.Lock()
+	s.watchers = append(s.watchers, revoked)
+	s.mu.Unlock()
+	<-ctx.Done()
+	return ctx.Err()
 }

@@ -25,7 +25,9 @@ type Store struct {
 	events   map[string]bool
 	keys     map[string]billing.APIKey              // hash -> key
 	usage    map[string]map[string]map[string]int64 // uid -> month -> day -> credits
-	leases   map[string]int64                       // lease id -> use recorded
+	journals map[string]*journal                    // owner -> its lease journal
+	watchers []func(hash string)                    // revocation listeners
+	updates  int64                                  // the journals' update clock
 }
 
 var (
@@ -38,7 +40,7 @@ var (
 func NewStore() *Store {
 	return &Store{free: billing.DefaultCatalog().Free(), accounts: map[string][]byte{},
 		ledger: map[string]map[string]billing.Entry{}, events: map[string]bool{},
-		keys: map[string]billing.APIKey{}, usage: map[string]map[string]map[string]int64{}, leases: map[string]int64{}}
+		keys: map[string]billing.APIKey{}, usage: map[string]map[string]map[string]int64{}, journals: map[string]*journal{}}
 }
 
 // RequireVerifiedEmail makes Provision open the account of an identity
