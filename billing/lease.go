@@ -21,13 +21,30 @@ type Lease struct {
 	Sources   map[string]string `firestore:"sources"`
 	TakenAt   time.Time         `firestore:"takenAt"`
 	ExpiresAt time.Time         `firestore:"expiresAt"`
+	// Until is the first expiry of the grants it came from (zero when none
+	// expires): a lease its holder keeps alive past ExpiresAt (Renewed) is
+	// never spent past it.
+	Until time.Time `firestore:"until,omitempty"`
 	// Watch is the account's low-balance watch when the lease was taken,
 	// for its holder (not stored).
 	Watch LowBalanceWatch `firestore:"-"`
 }
 
-// Expired reports whether the lease's holder may no longer spend it at now.
+// Expired reports whether the lease is past its expiry at now. A holder
+// that is alive may renew it past that (Renewed).
 func (l Lease) Expired(now time.Time) bool { return !now.Before(l.ExpiresAt) }
+
+// Renewed reports whether the lease, expired or not, is still its holder's
+// at now because the holder promised, in its last write of its journal, to
+// be alive until aliveUntil: one write renews every lease of an instance,
+// whatever the number of accounts. Never past Until, and never for a
+// reservation (HoldOwner), which has no journal.
+func (l Lease) Renewed(now, aliveUntil time.Time) bool {
+	if l.Owner == HoldOwner || !now.Before(aliveUntil) {
+		return false
+	}
+	return l.Until.IsZero() || now.Before(l.Until)
+}
 
 // TakeLease debits up to n credits (never more than the balance) from the
 // live grants, the first to expire first, as the lease id held by owner
@@ -62,12 +79,15 @@ func (a *Account) TakeLease(id, owner string, n int64, ttl time.Duration, now ti
 		g.Remaining -= take
 		l.Taken[g.ID] += take
 		l.Sources[g.ID] = g.Source
-		if !g.ExpiresAt.IsZero() && g.ExpiresAt.Before(l.ExpiresAt) {
-			l.ExpiresAt = g.ExpiresAt // credits are not spent after they expire
+		if !g.ExpiresAt.IsZero() && (l.Until.IsZero() || g.ExpiresAt.Before(l.Until)) {
+			l.Until = g.ExpiresAt // credits are not spent after they expire
 		}
 		if n -= take; n == 0 {
 			break
 		}
+	}
+	if !l.Until.IsZero() && l.Until.Before(l.ExpiresAt) {
+		l.ExpiresAt = l.Until
 	}
 	a.Leases = append(a.Leases, l)
 	a.Credits = a.Balance(now)

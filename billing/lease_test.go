@@ -202,3 +202,39 @@ func remaining(a *billing.Account) map[string]int64 {
 	}
 	return m
 }
+
+// A lease past its expiry stays its holder's while the holder's journal
+// promises it alive, never past the first expiry of its grants, and a
+// reservation (no journal) is never renewed.
+func TestRenewedLeaseLivesWhileItsHolderWritesAndNeverPastItsGrants(t *testing.T) {
+	a := billing.NewAccount("u1", "", free, at0)
+	ends := at0.Add(billing.Week) // the Free grant's expiry
+	l, err := a.TakeLease("l1", "i1", 10, time.Minute, at0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !l.Until.Equal(ends) || !l.ExpiresAt.Equal(at0.Add(time.Minute)) {
+		t.Fatalf("until %v, expires %v", l.Until, l.ExpiresAt)
+	}
+	later := at0.Add(time.Hour)
+	for _, c := range []struct {
+		now, alive time.Time
+		want       bool
+	}{
+		{later, later.Add(time.Second), true},
+		{later, later, false},              // the promise has lapsed
+		{ends, ends.Add(time.Hour), false}, // its credits expire
+		{ends.Add(-time.Second), ends.Add(time.Hour), true},
+	} {
+		if got := l.Renewed(c.now, c.alive); got != c.want {
+			t.Errorf("Renewed(%v, %v) = %v, want %v", c.now, c.alive, got, c.want)
+		}
+	}
+	hold, err := a.TakeLease("h1", billing.HoldOwner, 5, time.Minute, at0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hold.Renewed(at0.Add(2*time.Minute), ends) {
+		t.Fatal("a reservation was renewed")
+	}
+}

@@ -79,6 +79,7 @@ func (m *Manager) flush() {
 			case landed[p.use.ID]:
 				p.h.recorded = p.use
 				p.h.stale = false
+				p.h.listed = true
 			case gone[p.use.ID]:
 				// Settled from the journal by another transaction (this
 				// instance was frozen past its lease's expiry): these calls
@@ -161,10 +162,13 @@ func (m *Manager) record(uses []store.LeaseUse, forget []string) (landed, gone m
 		seq := m.j.lastTry + 1
 		m.j.lastTry = seq
 		tried[seq] = uses
+		now := m.clock.Now()
+		alive := now.Add(m.cfg.TTL)
 		t, werr := m.st.WriteJournal(ctx, store.JournalWrite{Owner: m.cfg.Owner, Seq: seq, After: m.j.after,
-			Uses: uses, Forget: forget, Now: m.clock.Now()})
+			Uses: uses, Forget: forget, Now: now, AliveUntil: alive})
 		if werr == nil {
 			m.j.after, m.j.seq = t, seq
+			m.aliveUntil.Store(alive.UnixNano())
 			return ids(uses), gone, nil
 		}
 		err = werr

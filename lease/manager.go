@@ -74,7 +74,7 @@ var _ Store = (*store.Store)(nil)
 // Config tunes the manager; zero fields take the defaults in brackets.
 type Config struct {
 	TTL            time.Duration // lease lifetime, the longest a crashed instance strands credits [30s]
-	Idle           time.Duration // a lease unused this long goes back at the next call on the instance [3s]
+	Idle           time.Duration // a lease unused this long goes back at the next call on the instance [60s]
 	MinBlock       int64         // the first block of an account [10]
 	MaxBlock       int64         // the largest block [1000]
 	KeyTTL         time.Duration // how long a key lookup is trusted without the revocation listener [60s]
@@ -96,7 +96,7 @@ func (c Config) withDefaults() Config {
 		}
 	}
 	def(&c.TTL, 30*time.Second)
-	def(&c.Idle, 3*time.Second)
+	def(&c.Idle, time.Minute)
 	def(&c.KeyTTL, time.Minute)
 	def(&c.NegativeKeyTTL, time.Second)
 	def(&c.Timeout, 10*time.Second)
@@ -141,8 +141,11 @@ type Manager struct {
 	seq       atomic.Int64
 	work      sync.WaitGroup // flushes and returns in flight
 	lastSweep atomic.Int64   // unix nanoseconds of the last idle sweep
-	stopWatch context.CancelFunc
-	watching  sync.WaitGroup
+	// aliveUntil (unix nanoseconds) is what the last journal write that
+	// landed promised: the instance's listed leases are its until then.
+	aliveUntil atomic.Int64
+	stopWatch  context.CancelFunc
+	watching   sync.WaitGroup
 
 	// The flush: one journal write in flight per instance records the calls
 	// of every lease admitted since the last.
@@ -207,7 +210,8 @@ func (t *take) wait(ctx context.Context) error {
 // held is a lease on this instance.
 type held struct {
 	lease       billing.Lease
-	usableUntil time.Time
+	usableUntil time.Time      // before renewals (usable)
+	listed      bool           // in a journal write that landed: renewed by the next ones
 	used        int64          // credits of calls admitted (and not refused)
 	days        usage          // used, per usage document and day
 	routes      routeUsage     // used by calls on a route, per usage document, day and route
@@ -354,7 +358,7 @@ func (m *Manager) Charge(ctx context.Context, hash string, cost int64, route str
 		}
 		a.mu.Lock()
 		h := a.cur
-		if h != nil && !now.Before(h.usableUntil) {
+		if h != nil && !m.usable(h, now) {
 			m.retire(a, h)
 			h = nil
 		}
@@ -490,9 +494,7 @@ func (m *Manager) takeLease(a *account, hash string, want int64, now time.Time) 
 		return err
 	}
 	l := t.Lease
-	// Stop admitting calls a margin before expiry, so that the last flush
-	// lands before another instance may settle the lease.
-	usable := l.ExpiresAt.Add(-min(m.cfg.TTL/4, 5*time.Second))
+	usable := l.ExpiresAt.Add(-m.margin())
 	if !usable.After(now) {
 		usable = l.ExpiresAt
 	}
@@ -503,6 +505,23 @@ func (m *Manager) takeLease(a *account, hash string, want int64, now time.Time) 
 		return errClosed
 	}
 	return nil
+}
+
+// margin is how long before its expiry a lease stops admitting calls, so
+// that the last flush lands before another instance may settle it.
+func (m *Manager) margin() time.Duration { return min(m.cfg.TTL/4, 5*time.Second) }
+
+// usable reports whether h may admit a call at now: before its expiry, or,
+// once a journal write listing it has landed, while the instance's journal
+// writes renew it (billing.Lease.Renewed), a margin before the renewal
+// lapses. So a busy instance keeps its leases with no write on their
+// accounts. a.mu is held.
+func (m *Manager) usable(h *held, now time.Time) bool {
+	if now.Before(h.usableUntil) {
+		return true
+	}
+	alive := time.Unix(0, m.aliveUntil.Load())
+	return h.listed && h.lease.Renewed(now.Add(m.margin()), alive)
 }
 
 // forgetLeases notes leases settled, whose journal entries the next flush

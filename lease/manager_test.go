@@ -281,3 +281,23 @@ func TestFirstCallAfterQuietKeepsItsLease(t *testing.T) {
 		t.Fatalf("call 51: %v", err)
 	}
 }
+
+// An instance that keeps recording calls keeps its lease past the lease's
+// lifetime: each journal write renews it, so a steady key costs no lease
+// transaction per lifetime. Three lifetimes of calls on a lease of 1,000
+// take it once.
+func TestJournalWritesRenewTheLease(t *testing.T) {
+	st := newWatchedStore()
+	hash := account(t, st, "gus", 5000)
+	const ttl = 400 * time.Millisecond
+	m := lease.New(st, clock.Real{}, lease.Config{TTL: ttl, MinBlock: 1000, Linger: -1}, nil)
+	defer closeAll(t, m)
+	for end := time.Now().Add(3 * ttl); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if _, err := m.DebitKey(context.Background(), hash, 1, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, wants := st.seen(); len(wants) != 1 {
+		t.Fatalf("%d lease transactions (%v) over three lease lifetimes, want 1", len(wants), wants)
+	}
+}

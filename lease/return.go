@@ -89,7 +89,7 @@ func (m *Manager) maybeSweep(now time.Time, calling *account) {
 	defer m.mu.Unlock()
 	for uid, a := range m.accounts {
 		a.mu.Lock()
-		if h := a.cur; h != nil && (now.Sub(h.lastUse) >= m.cfg.Idle || !now.Before(h.usableUntil)) {
+		if h := a.cur; h != nil && (now.Sub(h.lastUse) >= m.cfg.Idle || !m.usable(h, now)) {
 			h.deferred = a == calling
 			m.retire(a, h)
 		}

@@ -23,7 +23,11 @@ import (
 // has expired, any transaction on the account, which reads the use from the
 // holder's journal and fences it (gone.{lease}) so that a late write of the
 // holder (a frozen instance) fails instead of recording calls nobody will
-// be charged for. Daily usage is written to the account's usage documents
+// be charged for. A lease expires at its ExpiresAt unless its holder's last
+// journal write promised it alive beyond (aliveUntil, billing.Lease.Renewed):
+// so an instance that keeps writing keeps all its leases with no write on
+// any account, and one that stops (crashed, frozen) loses them a lease
+// lifetime after its last write. Daily usage is written to the account's usage documents
 // when a lease is settled; Usage and LiveAccount add the journals' use of
 // the leases still out.
 const journalsCol = "leaseJournals"
@@ -60,13 +64,16 @@ type Journal struct {
 	// Updated is the journal's update time, which the next write expects;
 	// zero when there is no journal.
 	Updated time.Time
+	// AliveUntil is how long its last write keeps the instance's leases.
+	AliveUntil time.Time
 }
 
 type journalDoc struct {
 	Seq      int64               `firestore:"seq"`
 	Leases   map[string]LeaseUse `firestore:"leases"`
-	Gone     map[string]bool     `firestore:"gone"`
-	ExpireAt time.Time           `firestore:"expireAt"`
+	Gone       map[string]bool     `firestore:"gone"`
+	AliveUntil time.Time           `firestore:"aliveUntil"`
+	ExpireAt   time.Time           `firestore:"expireAt"`
 }
 
 func (s *Store) journal(owner string) *firestore.DocumentRef {
@@ -85,6 +92,9 @@ type JournalWrite struct {
 	// Forget are leases settled already, whose entries go.
 	Forget []string
 	Now    time.Time
+	// AliveUntil renews every lease of the instance until then
+	// (billing.Lease.Renewed).
+	AliveUntil time.Time
 }
 
 // WriteJournal writes w as one document write and returns the journal's
@@ -95,14 +105,16 @@ func (s *Store) WriteJournal(ctx context.Context, w JournalWrite) (time.Time, er
 	//lint:ignore SA1019 one commit of plain writes, no reads: a transaction would add an RPC.
 	b := s.fs.Batch()
 	if w.After.IsZero() {
-		d := journalDoc{Seq: w.Seq, Leases: map[string]LeaseUse{}, Gone: map[string]bool{}, ExpireAt: w.Now.Add(journalRetention)}
+		d := journalDoc{Seq: w.Seq, Leases: map[string]LeaseUse{}, Gone: map[string]bool{}, AliveUntil: w.AliveUntil,
+			ExpireAt: w.Now.Add(journalRetention)}
 		for _, u := range w.Uses {
 			d.Leases[u.ID] = u
 		}
 		b.Create(ref, d)
 	} else {
-		ups := make([]firestore.Update, 0, len(w.Uses)+len(w.Forget)+2)
+		ups := make([]firestore.Update, 0, len(w.Uses)+len(w.Forget)+3)
 		ups = append(ups, firestore.Update{Path: "seq", Value: w.Seq},
+			firestore.Update{Path: "aliveUntil", Value: w.AliveUntil},
 			firestore.Update{Path: "expireAt", Value: w.Now.Add(journalRetention)})
 		for _, u := range w.Uses {
 			ups = append(ups, firestore.Update{FieldPath: firestore.FieldPath{"leases", u.ID}, Value: u})
@@ -160,7 +172,7 @@ func decodeJournal(snap *firestore.DocumentSnapshot) (Journal, error) {
 		u.ID = id
 		d.Leases[id] = u
 	}
-	return Journal{Seq: d.Seq, Leases: d.Leases, Gone: d.Gone, Updated: snap.UpdateTime}, nil
+	return Journal{Seq: d.Seq, Leases: d.Leases, Gone: d.Gone, Updated: snap.UpdateTime, AliveUntil: d.AliveUntil}, nil
 }
 
 // settlement is what an account transaction settled beside the account:
@@ -212,7 +224,7 @@ func (st *settlement) count(u LeaseUse) {
 // own with the use their holder gives (it confirmed it in its journal), and
 // those expired at now with the use their holders' journals record. It only
 // reads: putAccount writes the account, the usage and the fences.
-func (s *Store) accountAt(tx *firestore.Transaction, uid string, now time.Time, own ...LeaseUse) (*billing.Account, *settlement, error) {
+func (s *Store) accountAt(ctx context.Context, tx *firestore.Transaction, uid string, now time.Time, own ...LeaseUse) (*billing.Account, *settlement, error) {
 	if uid == "" {
 		return nil, nil, billing.ErrNotFound
 	}
@@ -252,10 +264,17 @@ func (s *Store) accountAt(tx *firestore.Transaction, uid string, now time.Time, 
 		}
 		byOwner[l.Owner] = append(byOwner[l.Owner], l)
 	}
+	// Most holders are alive and renew their leases with every flush: their
+	// journals are read outside the transaction, so that it locks no
+	// document a holder writes. Only the journals of silent holders are read
+	// again in it, to settle and fence their leases.
+	owners, err = s.silentHolders(ctx, owners, byOwner, now)
+	if err != nil {
+		return nil, nil, err
+	}
 	if len(owners) == 0 {
 		return a, st, nil
 	}
-	sort.Strings(owners)
 	refs := make([]*firestore.DocumentRef, len(owners))
 	for i, o := range owners {
 		refs[i] = s.journal(o)
@@ -271,6 +290,9 @@ func (s *Store) accountAt(tx *firestore.Transaction, uid string, now time.Time, 
 			return nil, nil, err
 		}
 		for _, l := range byOwner[owners[i]] {
+			if j.renews(l, now) {
+				continue // a write landed meanwhile
+			}
 			u := j.Leases[l.ID]
 			if _, err := a.SettleLease(l.ID, u.Used, now); err != nil {
 				return nil, nil, err
@@ -280,6 +302,44 @@ func (s *Store) accountAt(tx *firestore.Transaction, uid string, now time.Time, 
 		}
 	}
 	return a, st, nil
+}
+
+// renews reports whether the journal keeps l, which it lists, alive at now.
+// A lease its holder never recorded is not renewed: the holder may not know
+// it holds it (a lease transaction that committed unseen), and it must
+// come back a lease lifetime after it was taken.
+func (j Journal) renews(l billing.Lease, now time.Time) bool {
+	_, listed := j.Leases[l.ID]
+	return listed && l.Renewed(now, j.AliveUntil)
+}
+
+// silentHolders returns, sorted, the owners whose journals renew none of
+// their expired leases at now, read outside any transaction: a journal seen
+// renewing a lease only ever renews it further.
+func (s *Store) silentHolders(ctx context.Context, owners []string, leases map[string][]billing.Lease, now time.Time) ([]string, error) {
+	refs := make([]*firestore.DocumentRef, len(owners))
+	for i, o := range owners {
+		refs[i] = s.journal(o)
+	}
+	snaps, err := s.fs.GetAll(ctx, refs)
+	if err != nil {
+		return nil, fmt.Errorf("read lease journals: %w", err)
+	}
+	var silent []string
+	for i, snap := range snaps {
+		j, err := decodeJournal(snap)
+		if err != nil {
+			return nil, err
+		}
+		for _, l := range leases[owners[i]] {
+			if !j.renews(l, now) {
+				silent = append(silent, owners[i])
+				break
+			}
+		}
+	}
+	sort.Strings(silent)
+	return silent, nil
 }
 
 // writeSettlement writes what an account transaction's settlements changed
@@ -375,7 +435,7 @@ func (s *Store) TakeLease(ctx context.Context, r LeaseRequest, now time.Time) (T
 	var written *billing.Account
 	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		out, written = Taken{}, nil
-		a, st, err := s.accountAt(tx, r.UID, now, r.Settle...)
+		a, st, err := s.accountAt(ctx, tx, r.UID, now, r.Settle...)
 		if err != nil {
 			return err
 		}
@@ -423,7 +483,7 @@ func (s *Store) ReturnLease(ctx context.Context, uid string, now time.Time, uses
 	var written *billing.Account
 	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		written = nil
-		a, st, err := s.accountAt(tx, uid, now, uses...)
+		a, st, err := s.accountAt(ctx, tx, uid, now, uses...)
 		if err != nil {
 			return err
 		}

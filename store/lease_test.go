@@ -138,6 +138,71 @@ func TestExpiredLeaseIsSettledFromTheJournalAndFenced(t *testing.T) {
 	}
 }
 
+// An instance that keeps writing its journal keeps its leases past their
+// expiry with no write on their accounts (each write renews them all), so
+// other transactions leave them alone. Once its writes have stopped for a
+// lease lifetime, the next transaction settles them from the journal and
+// fences it. A lease its holder never listed (a lease transaction that
+// committed unseen) is not renewed: it comes back at its expiry.
+func TestLeaseRenewedByItsHoldersJournalWrites(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	provisionNow(t, s, "cy")
+	topUp(t, s, "cy", 1000) // 1,050
+	_, hash := newKey(t, s, "cy")
+	taken := time.Now().Add(-time.Hour) // both leases are long past their expiry
+	for _, id := range []string{"live-1", "live-2"} {
+		if _, err := s.TakeLease(ctx, store.LeaseRequest{UID: "cy", ID: id, Owner: "live", Want: 40, TTL: time.Second}, taken); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	at, err := s.WriteJournal(ctx, store.JournalWrite{Owner: "live", Seq: 1, Uses: []store.LeaseUse{use("cy", "live-1", 7, now)},
+		Now: now, AliveUntil: now.Add(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DebitKey(ctx, hash, 1, now); err != nil {
+		t.Fatal(err)
+	}
+	a, err := s.StoredAccount(ctx, "cy")
+	if err != nil || len(a.Leases) != 1 || a.Leases[0].ID != "live-1" {
+		t.Fatalf("leases after a transaction while the holder writes: %+v (%v); want live-1 only", a.Leases, err)
+	}
+	if got := balance(t, s, "cy", now); got != 1050-7-1 {
+		t.Fatalf("balance shown %d, want %d", got, 1050-7-1)
+	}
+	// Settling live-2 fenced the journal: the holder's next write fails and
+	// it reads the journal again.
+	if _, err := s.WriteJournal(ctx, store.JournalWrite{Owner: "live", Seq: 2, After: at, Now: now, AliveUntil: now}); !errors.Is(err, store.ErrJournalMoved) {
+		t.Fatalf("a write after live-2 was settled: %v", err)
+	}
+	j, err := s.ReadJournal(ctx, "live")
+	if err != nil || !j.Gone["live-2"] || j.Gone["live-1"] {
+		t.Fatalf("journal %+v: %v", j, err)
+	}
+	// The holder's last write: it promises nothing beyond now.
+	at, err = s.WriteJournal(ctx, store.JournalWrite{Owner: "live", Seq: 2, After: j.Updated, Uses: []store.LeaseUse{use("cy", "live-1", 9, now)},
+		Now: now, AliveUntil: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DebitKey(ctx, hash, 1, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := s.StoredAccount(ctx, "cy"); err != nil || len(a.Leases) != 0 {
+		t.Fatalf("leases after the holder went silent: %+v (%v)", a.Leases, err)
+	}
+	if got := balance(t, s, "cy", time.Now()); got != 1050-9-2 {
+		t.Fatalf("balance %d, want %d", got, 1050-9-2)
+	}
+	_, err = s.WriteJournal(ctx, store.JournalWrite{Owner: "live", Seq: 3, After: at, Uses: []store.LeaseUse{use("cy", "live-1", 10, now)},
+		Now: now, AliveUntil: now.Add(time.Minute)})
+	if !errors.Is(err, store.ErrJournalMoved) {
+		t.Fatalf("a write after the settlement: %v", err)
+	}
+}
+
 // An instance that died before its first write has no journal: settling
 // its lease creates the fence, so a first write landing late fails.
 func TestExpiredLeaseWithoutJournalIsFenced(t *testing.T) {

@@ -104,7 +104,7 @@ func (s *Store) Charge(ctx context.Context, r ChargeRequest) (billing.Debited, *
 			replay = ans
 			return nil
 		}
-		a, st, err := s.getAccount(tx, key.UID)
+		a, st, err := s.getAccount(ctx, tx, key.UID)
 		if err != nil {
 			return err
 		}
@@ -278,7 +278,7 @@ func (s *Store) Refund(ctx context.Context, r RefundRequest) (int64, error) {
 	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		_, err := tx.Get(marker)
 		if err == nil {
-			a, _, err := s.getAccount(tx, c.UID)
+			a, _, err := s.getAccount(ctx, tx, c.UID)
 			if err != nil {
 				return err
 			}
@@ -288,7 +288,7 @@ func (s *Store) Refund(ctx context.Context, r RefundRequest) (int64, error) {
 		if status.Code(err) != codes.NotFound {
 			return err
 		}
-		a, st, err := s.getAccount(tx, c.UID)
+		a, st, err := s.getAccount(ctx, tx, c.UID)
 		if err != nil {
 			return err
 		}

@@ -82,7 +82,7 @@ func (s *Store) Reserve(ctx context.Context, r ReserveRequest) (Reservation, *bi
 			replay = ans
 			return nil
 		}
-		a, st, err := s.accountAt(tx, key.UID, r.Now)
+		a, st, err := s.accountAt(ctx, tx, key.UID, r.Now)
 		if err != nil {
 			return err
 		}
@@ -151,7 +151,7 @@ func (s *Store) EndReservation(ctx context.Context, id string, charged int64, no
 		}
 		// Reading the account settles its expired leases, this one too if
 		// it is past its time: then everything went back.
-		a, st, err := s.accountAt(tx, res.UID, now)
+		a, st, err := s.accountAt(ctx, tx, res.UID, now)
 		if err != nil {
 			return err
 		}

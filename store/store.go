@@ -148,7 +148,7 @@ func (s *Store) Provision(ctx context.Context, id billing.Identity, now time.Tim
 func (s *Store) UpdateAccount(ctx context.Context, uid string, fn func(*billing.Account) error) (*billing.Account, error) {
 	var out *billing.Account
 	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		a, st, err := s.getAccount(tx, uid)
+		a, st, err := s.getAccount(ctx, tx, uid)
 		if err != nil {
 			return err
 		}
@@ -179,7 +179,7 @@ func (s *Store) ApplyEvent(ctx context.Context, eventID, uid string, fn func(*bi
 		} else if status.Code(err) != codes.NotFound {
 			return err
 		}
-		a, st, err := s.getAccount(tx, uid)
+		a, st, err := s.getAccount(ctx, tx, uid)
 		if err != nil {
 			return err
 		}
@@ -578,8 +578,8 @@ func (s *Store) SavePlans(ctx context.Context, c billing.Catalog) error {
 
 // getAccount reads the account of uid in tx and settles its expired credit
 // leases (lease.go), so that a crashed instance's credits come back.
-func (s *Store) getAccount(tx *firestore.Transaction, uid string) (*billing.Account, *settlement, error) {
-	return s.accountAt(tx, uid, time.Now())
+func (s *Store) getAccount(ctx context.Context, tx *firestore.Transaction, uid string) (*billing.Account, *settlement, error) {
+	return s.accountAt(ctx, tx, uid, time.Now())
 }
 
 // putAccount writes a with its new ledger entries and notices, after the

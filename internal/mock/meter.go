@@ -101,8 +101,9 @@ func (s *Store) Usage(_ context.Context, uid string, from, to time.Time) ([]bill
 type journal struct {
 	seq     int64
 	leases  map[string]store.LeaseUse
-	gone    map[string]bool
-	updated time.Time
+	gone       map[string]bool
+	updated    time.Time
+	aliveUntil time.Time
 }
 
 // tick returns the next journal update time. s.mu is held.
@@ -145,7 +146,10 @@ func (s *Store) settled(uid string, now time.Time, own ...store.LeaseUse) (*bill
 		j := s.journals[l.Owner]
 		var u store.LeaseUse
 		if j != nil {
-			u = j.leases[l.ID]
+			var listed bool
+			if u, listed = j.leases[l.ID]; listed && l.Renewed(now, j.aliveUntil) {
+				continue // its holder is alive
+			}
 		}
 		if _, err := a.SettleLease(l.ID, u.Used, now); err != nil {
 			return nil, nil, err
@@ -207,7 +211,7 @@ func (s *Store) WriteJournal(_ context.Context, w store.JournalWrite) (time.Time
 		j = &journal{leases: map[string]store.LeaseUse{}, gone: map[string]bool{}}
 		s.journals[w.Owner] = j
 	}
-	j.seq = w.Seq
+	j.seq, j.aliveUntil = w.Seq, w.AliveUntil
 	for _, u := range w.Uses {
 		j.leases[u.ID] = u
 	}
@@ -227,7 +231,8 @@ func (s *Store) ReadJournal(_ context.Context, owner string) (store.Journal, err
 	if j == nil {
 		return store.Journal{}, nil
 	}
-	out := store.Journal{Seq: j.seq, Leases: map[string]store.LeaseUse{}, Gone: map[string]bool{}, Updated: j.updated}
+	out := store.Journal{Seq: j.seq, Leases: map[string]store.LeaseUse{}, Gone: map[string]bool{}, Updated: j.updated,
+		AliveUntil: j.aliveUntil}
 	for id, u := range j.leases {
 		out.Leases[id] = u
 	}
