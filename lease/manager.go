@@ -47,6 +47,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/store"
 )
@@ -489,6 +492,11 @@ func (m *Manager) takeLease(a *account, hash string, want int64, now time.Time) 
 			return billing.ErrInvalidAPIKey // the owner is gone
 		}
 		if billing.ErrorCode(err) == billing.CodeInternal {
+			if passing(err) {
+				// A transaction that timed out or was aborted (contention):
+				// the caller may retry soon.
+				return fmt.Errorf("lease: %w: %w", billing.ErrUnavailable, err)
+			}
 			return fmt.Errorf("lease: %w", err)
 		}
 		return err
@@ -522,6 +530,19 @@ func (m *Manager) usable(h *held, now time.Time) bool {
 	}
 	alive := time.Unix(0, m.aliveUntil.Load())
 	return h.listed && h.lease.Renewed(now.Add(m.margin()), alive)
+}
+
+// passing reports whether err is a Firestore failure that a retry soon
+// gets past: a deadline, an abort under contention, an unavailable backend.
+func passing(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	switch status.Code(err) {
+	case codes.DeadlineExceeded, codes.Aborted, codes.Unavailable, codes.ResourceExhausted:
+		return true
+	}
+	return false
 }
 
 // forgetLeases notes leases settled, whose journal entries the next flush

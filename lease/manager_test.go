@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/internal/clock"
 	"github.com/paymeter/paymeter/internal/mock"
@@ -299,5 +302,35 @@ func TestJournalWritesRenewTheLease(t *testing.T) {
 	}
 	if _, _, wants := st.seen(); len(wants) != 1 {
 		t.Fatalf("%d lease transactions (%v) over three lease lifetimes, want 1", len(wants), wants)
+	}
+}
+
+// stalledTakes fails every lease transaction with err.
+type stalledTakes struct {
+	*watchedStore
+	err error
+}
+
+func (s stalledTakes) TakeLease(context.Context, store.LeaseRequest, time.Time) (store.Taken, error) {
+	return store.Taken{}, fmt.Errorf("take lease: %w", s.err)
+}
+
+// A lease transaction that times out or is aborted under contention answers
+// the call unavailable (503: try again), not an internal error, and charges
+// nothing.
+func TestLeaseTransactionThatTimesOutAnswersUnavailable(t *testing.T) {
+	for _, cause := range []error{context.DeadlineExceeded, status.Error(codes.Aborted, "too much contention"),
+		status.Error(codes.Unavailable, "try later")} {
+		st := newWatchedStore()
+		hash := account(t, st, "hal", 50)
+		m := lease.New(stalledTakes{st, cause}, clock.Real{}, lease.Config{Linger: -1}, nil)
+		_, err := m.DebitKey(context.Background(), hash, 1, time.Now())
+		if code := billing.ErrorCode(err); code != billing.CodeUnavailable {
+			t.Errorf("%v: code %q (%v), want unavailable", cause, code, err)
+		}
+		closeAll(t, m)
+		if got := balance(t, st, "hal"); got != 50 {
+			t.Errorf("%v: balance %d, want 50", cause, got)
+		}
 	}
 }

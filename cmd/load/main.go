@@ -59,6 +59,8 @@ type options struct {
 	label   string
 	zipf    float64
 	revoke  int
+	warmup  int64
+	setups  int
 }
 
 func run(args []string, out io.Writer) error {
@@ -72,10 +74,13 @@ func run(args []string, out io.Writer) error {
 	label := fl.String("label", "", "a name for this run in the output")
 	zipf := fl.Float64("zipf", 0, "if above 1, each call picks its key from a Zipf distribution of this exponent")
 	revoke := fl.Int("revocations", 0, "then revoke this many hot keys, one after another, and report how long each kept working")
+	warmup := fl.Int64("warmup", 0, "calls made first and left out of the figures (each instance's first lease on each account)")
+	setups := fl.Int("setups", 16, "users set up at once")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
-	o := options{auth: *auth, clients: *clients, keys: *keys, calls: *calls, settle: *settle, label: *label, zipf: *zipf, revoke: *revoke}
+	o := options{auth: *auth, clients: *clients, keys: *keys, calls: *calls, settle: *settle, label: *label, zipf: *zipf, revoke: *revoke,
+		warmup: *warmup, setups: max(1, *setups)}
 	for _, u := range strings.Split(*urls, ",") {
 		if u = strings.TrimRight(strings.TrimSpace(u), "/"); u != "" {
 			o.urls = append(o.urls, u)
@@ -95,8 +100,11 @@ func run(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if o.warmup > 0 {
+		l.drive(ctx, users, o.warmup)
+	}
 	before := l.stats(ctx)
-	res := l.drive(ctx, users)
+	res := l.drive(ctx, users, o.calls)
 	after, settled := l.balances(ctx, users, res.ok)
 	stats := l.stats(ctx).minus(before)
 	res.print(out, o, users, after, settled, stats)
@@ -141,10 +149,10 @@ func (l *loader) setUp(ctx context.Context) ([]*user, error) {
 	users := make([]*user, l.o.keys)
 	run := randomHex(4)
 	errs := make(chan error, l.o.keys)
-	sem := make(chan struct{}, 4)
+	sem := make(chan struct{}, l.o.setups)
 	var wg sync.WaitGroup
 	for i := range users {
-		need := int64(math.Ceil(float64(l.o.calls)*l.o.share(i)*1.2)) + 20
+		need := int64(math.Ceil(float64(l.o.calls+l.o.warmup)*l.o.share(i)*1.2)) + 20
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
@@ -272,11 +280,11 @@ type result struct {
 	elapsed               time.Duration
 }
 
-// drive runs the clients until o.calls calls have been made.
-func (l *loader) drive(ctx context.Context, users []*user) *result {
+// drive runs the clients until calls calls have been made.
+func (l *loader) drive(ctx context.Context, users []*user, calls int64) *result {
 	var next atomic.Int64
 	var mu sync.Mutex
-	res := &result{statuses: map[int]int64{}, latencies: make([]time.Duration, 0, l.o.calls)}
+	res := &result{statuses: map[int]int64{}, latencies: make([]time.Duration, 0, calls)}
 	var wg sync.WaitGroup
 	start := time.Now()
 	for c := range l.o.clients {
@@ -289,9 +297,9 @@ func (l *loader) drive(ctx context.Context, users []*user) *result {
 				zipf = mrand.NewZipf(mrand.New(mrand.NewPCG(uint64(c), 1)), l.o.zipf, 1, uint64(len(users)-1))
 			}
 			url := l.o.urls[c%len(l.o.urls)] + "/api/meter"
-			lat := make([]time.Duration, 0, l.o.calls/int64(l.o.clients)+1)
+			lat := make([]time.Duration, 0, calls/int64(l.o.clients)+1)
 			statuses := map[int]int64{}
-			for next.Add(1) <= l.o.calls {
+			for next.Add(1) <= calls {
 				if zipf != nil {
 					u = users[zipf.Uint64()]
 				}
