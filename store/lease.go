@@ -69,8 +69,8 @@ type Journal struct {
 }
 
 type journalDoc struct {
-	Seq      int64               `firestore:"seq"`
-	Leases   map[string]LeaseUse `firestore:"leases"`
+	Seq        int64               `firestore:"seq"`
+	Leases     map[string]LeaseUse `firestore:"leases"`
 	Gone       map[string]bool     `firestore:"gone"`
 	AliveUntil time.Time           `firestore:"aliveUntil"`
 	ExpireAt   time.Time           `firestore:"expireAt"`

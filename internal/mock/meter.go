@@ -99,8 +99,8 @@ func (s *Store) Usage(_ context.Context, uid string, from, to time.Time) ([]bill
 // journal is an instance's lease journal, as store.Store keeps it in one
 // document.
 type journal struct {
-	seq     int64
-	leases  map[string]store.LeaseUse
+	seq        int64
+	leases     map[string]store.LeaseUse
 	gone       map[string]bool
 	updated    time.Time
 	aliveUntil time.Time
