@@ -53,6 +53,8 @@ func (m *Manager) flush() {
 				uses = append(uses, p.use)
 				n += int64(len(calls))
 			} else {
+				m.pending.Add(-int64(len(calls)))
+				m.unanswered.Add(-int64(len(calls)))
 				for _, c := range calls {
 					c.done <- errNotRecorded
 				}
@@ -60,7 +62,11 @@ func (m *Manager) flush() {
 			q.a.mu.Unlock()
 		}
 		m.pending.Add(-n)
-		m.peak = max(n, m.peak*7/8) // decays to 1: a lone caller never waits
+		// The next flush waits for as many calls as were recently
+		// unanswered at once: with C clients in a loop, all C of them, not
+		// those that happened to arrive before this one. It decays to 1: a
+		// lone caller never waits.
+		m.peak = max(n, m.crowd.Swap(m.unanswered.Load()), m.peak*7/8)
 
 		landed, gone, err := m.record(uses, forget)
 		m.fmu.Lock()
@@ -109,6 +115,7 @@ func (m *Manager) flush() {
 			}
 			m.returnIfDone(p.a, p.h)
 			p.a.mu.Unlock()
+			m.unanswered.Add(-int64(len(p.calls)))
 			for _, c := range p.calls {
 				c.done <- cerr
 			}

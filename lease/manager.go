@@ -159,7 +159,11 @@ type Manager struct {
 	forget   []string      // own leases settled, whose journal entries can go
 	pending  atomic.Int64  // calls admitted and not yet in a flush
 	more     chan struct{} // a call was admitted
-	peak     int64         // the largest recent flush, decaying; the flusher's own
+	peak     int64         // the most calls recently unanswered at once, decaying; the flusher's own
+	// unanswered is the calls admitted and not yet answered (pending and
+	// in the write in flight), and crowd the most of them at once since
+	// the last flush: what the next flush may wait for (linger).
+	unanswered, crowd atomic.Int64
 	j        journalState  // the flusher's own
 }
 
@@ -437,6 +441,12 @@ func (m *Manager) admit(a *account, h *held, cost int64, route string, now time.
 	c := &call{cost: cost, month: month, day: day, route: route, remaining: a.balance + a.others + h.lease.Amount - h.used, done: make(chan error, 1)}
 	h.pending = append(h.pending, c)
 	m.pending.Add(1)
+	for n := m.unanswered.Add(1); ; {
+		c := m.crowd.Load()
+		if n <= c || m.crowd.CompareAndSwap(c, n) {
+			break
+		}
+	}
 	m.queue(a, h)
 	select {
 	case m.more <- struct{}{}:
