@@ -164,7 +164,7 @@ type Manager struct {
 	// in the write in flight), and crowd the most of them at once since
 	// the last flush: what the next flush may wait for (linger).
 	unanswered, crowd atomic.Int64
-	j        journalState  // the flusher's own
+	j                 journalState // the flusher's own
 }
 
 // journalState is what the flusher knows of the instance's journal.
