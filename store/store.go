@@ -406,14 +406,27 @@ const debitAttempts = 20
 
 // CreateKey stores key under hash unless its owner already holds
 // billing.MaxKeys unrevoked keys.
+//
+// A query in a transaction locks what it scans (the emulator: the whole
+// collection), so everyone's key creations would contend: the owner's keys
+// are counted outside the transaction, and the owner's lock document
+// (accounts/{uid}/locks/keys), read and written in it, serialises one
+// owner's creations: the one that loses is retried and counts again.
 func (s *Store) CreateKey(ctx context.Context, hash string, key billing.APIKey) error {
+	lock := s.account(key.UID).Collection("locks").Doc("keys")
 	err := s.fs.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		held, err := tx.Documents(s.keysOf(key.UID)).GetAll()
+		if _, err := tx.Get(lock); err != nil && status.Code(err) != codes.NotFound {
+			return err
+		}
+		held, err := s.keysOf(key.UID).Documents(ctx).GetAll()
 		if err != nil {
 			return err
 		}
 		if len(held) >= billing.MaxKeys {
 			return billing.ErrTooManyKeys
+		}
+		if err := tx.Set(lock, map[string]any{"at": key.CreatedAt}); err != nil {
+			return err
 		}
 		return tx.Create(s.fs.Collection(keysCol).Doc(hash), key)
 	})

@@ -199,6 +199,40 @@ func TestKeyCap(t *testing.T) {
 	}
 }
 
+// Concurrent creations by one owner at its last free slot: exactly one
+// gets it (the count runs outside the transaction; the owner's lock
+// document serialises them).
+func TestKeyCapHoldsUnderConcurrentCreations(t *testing.T) {
+	s, _ := newStore(t)
+	provision(t, s, "race")
+	for range billing.MaxKeys - 1 {
+		newKey(t, s, "race")
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var created, refused int
+	for i := range 3 {
+		wg.Go(func() {
+			_, key, hash, _ := billing.NewAPIKey(rand.Reader, "race", fmt.Sprint("racer ", i), t0)
+			err := s.CreateKey(context.Background(), hash, key)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				created++
+			case errors.Is(err, billing.ErrTooManyKeys):
+				refused++
+			default:
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if created != 1 || refused != 2 {
+		t.Fatalf("%d created and %d refused at the last free slot, want 1 and 2", created, refused)
+	}
+}
+
 func TestDebitRefusesWithoutTakingAnything(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := context.Background()
