@@ -221,13 +221,16 @@ func (l *loader) buy(ctx context.Context, u *user) error {
 	var s struct {
 		SessionID string `json:"sessionId"`
 	}
+	before, err := l.balance(ctx, u)
+	if err != nil {
+		return err
+	}
 	if err := l.call(ctx, http.MethodPost, l.o.urls[0]+"/api/checkout", u.token, map[string]any{"plan": "Power", "subscribe": false}, &s); err != nil {
 		return fmt.Errorf("checkout: %w", err)
 	}
 	if err := l.call(ctx, http.MethodPost, l.o.urls[0]+"/dev/checkout/"+s.SessionID+"/complete", "", nil, nil); err != nil {
 		return fmt.Errorf("complete checkout (is the Stripe stand-in on?): %w", err)
 	}
-	before, _ := l.balance(ctx, u)
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		if b, err := l.balance(ctx, u); err == nil && b > before {
 			return nil
