@@ -54,7 +54,7 @@ func (m *Manager) flush() {
 				n += int64(len(calls))
 			} else {
 				for _, c := range calls {
-					c.done <- errNotRecorded
+					c.answer(errNotRecorded)
 				}
 			}
 			q.a.mu.Unlock()
@@ -109,7 +109,7 @@ func (m *Manager) flush() {
 			m.returnIfDone(p.a, p.h)
 			p.a.mu.Unlock()
 			for _, c := range p.calls {
-				c.done <- cerr
+				c.answer(cerr)
 			}
 		}
 	}
