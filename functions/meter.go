@@ -11,6 +11,7 @@ import (
 
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/internal/httpjson"
+	"github.com/paymeter/paymeter/lease"
 	"github.com/paymeter/paymeter/store"
 )
 
@@ -31,6 +32,16 @@ var _ Metering = (*store.Store)(nil)
 type LeaseCharger interface {
 	Charge(ctx context.Context, hash string, cost int64, route string, now time.Time) (billing.Debited, error)
 }
+
+// LeaseAdmitter is a LeaseCharger that admits a call into a lease without
+// waiting for its use to be recorded (lease.Manager): the pending charge's
+// Wait says when the call may be answered. An upstream's call starts at
+// once, while its use is recorded.
+type LeaseAdmitter interface {
+	Admit(ctx context.Context, hash string, cost int64, route string, now time.Time) (*lease.Pending, error)
+}
+
+var _ LeaseAdmitter = (*lease.Manager)(nil)
 
 // meter serves the metered routes: /api/meter and those of METER_COSTS
 // answer the balance; a path under an upstream prefix is forwarded to the
@@ -94,27 +105,20 @@ func (s *Server) meter(w http.ResponseWriter, r *http.Request) {
 // known).
 func (s *Server) charge(r *http.Request, key, idem string, cost int64, route, path string,
 	answer func(billing.Debited) billing.Answer) (billing.Debited, *billing.Answer, error) {
+	if idem == "" {
+		d, pending, err := s.admitCharge(r, key, cost, route, path)
+		if err == nil && pending != nil {
+			err = pending.Wait(r.Context())
+		}
+		if err != nil {
+			return billing.Debited{}, nil, err
+		}
+		return d, nil, nil
+	}
 	now := s.Clock.Now()
 	hash, k, err := s.admitKey(r.Context(), key, path, now)
 	if err != nil {
 		return billing.Debited{}, nil, err
-	}
-	capped := k.Limits.CreditsPerDay > 0
-	if idem == "" {
-		if s.Leases != nil && !capped {
-			d, err := s.Leases.Charge(r.Context(), hash, cost, route, now)
-			return d, nil, err
-		}
-		if s.Metering == nil { // a Meter double alone: no route, no refunds, no caps
-			if capped {
-				return billing.Debited{}, nil, errors.New("charge: a key with a daily cap needs Server.Metering")
-			}
-			remaining, err := s.Meter.DebitKey(r.Context(), hash, cost, now)
-			return billing.Debited{Cost: cost, Remaining: remaining, Route: route, At: now}, nil, err
-		}
-		d, _, err := s.Metering.Charge(r.Context(), store.ChargeRequest{Hash: hash, Key: &k, Cost: cost, Route: route,
-			RequestID: requestID(r.Context()), Now: now})
-		return d, nil, err
 	}
 	if s.Metering == nil {
 		return billing.Debited{}, nil, billing.Errorf(billing.CodeUnavailable, "idempotency keys are not served here")
@@ -122,6 +126,42 @@ func (s *Server) charge(r *http.Request, key, idem string, cost int64, route, pa
 	req := store.ChargeRequest{Hash: hash, Key: &k, Cost: cost, Route: route, RequestID: requestID(r.Context()), Now: now,
 		Idem: &store.Idem{ID: store.IdempotencyID(hash, idem), Method: r.Method, Path: r.URL.Path}, Answer: answer}
 	return s.Metering.Charge(r.Context(), req)
+}
+
+// admitCharge is charge for a call without an Idempotency-Key, that may
+// leave the wait for the record to its caller: in lease mode (a key without
+// a daily cap) the call is admitted into a lease and pending's Wait says
+// whether its use was recorded; the call must not be answered before. The
+// refusals (key, rate, credits) come back at once, before any work is done.
+// pending is nil when the debit was recorded before admitCharge returned.
+func (s *Server) admitCharge(r *http.Request, key string, cost int64, route, path string) (d billing.Debited, pending *lease.Pending, err error) {
+	now := s.Clock.Now()
+	hash, k, err := s.admitKey(r.Context(), key, path, now)
+	if err != nil {
+		return billing.Debited{}, nil, err
+	}
+	capped := k.Limits.CreditsPerDay > 0
+	if s.Leases != nil && !capped {
+		a, ok := s.Leases.(LeaseAdmitter)
+		if !ok {
+			d, err = s.Leases.Charge(r.Context(), hash, cost, route, now)
+			return d, nil, err
+		}
+		if pending, err = a.Admit(r.Context(), hash, cost, route, now); err != nil {
+			return billing.Debited{}, nil, err
+		}
+		return pending.Debited, pending, nil
+	}
+	if s.Metering == nil { // a Meter double alone: no route, no refunds, no caps
+		if capped {
+			return billing.Debited{}, nil, errors.New("charge: a key with a daily cap needs Server.Metering")
+		}
+		remaining, err := s.Meter.DebitKey(r.Context(), hash, cost, now)
+		return billing.Debited{Cost: cost, Remaining: remaining, Route: route, At: now}, nil, err
+	}
+	d, _, err = s.Metering.Charge(r.Context(), store.ChargeRequest{Hash: hash, Key: &k, Cost: cost, Route: route,
+		RequestID: requestID(r.Context()), Now: now})
+	return d, nil, err
 }
 
 // awaitAnswer waits for a pending answer to be completed, up to the

@@ -16,6 +16,7 @@ import (
 
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/config"
+	"github.com/paymeter/paymeter/lease"
 	"github.com/paymeter/paymeter/store"
 )
 
@@ -31,6 +32,17 @@ import (
 // it answers anything but 2xx (passed through). Once the answer's status and
 // headers are on their way to the consumer the call is charged, whatever
 // happens to its body.
+//
+// In lease mode a call without an Idempotency-Key is only admitted into the
+// lease before it is forwarded: the upstream works on it while its use is
+// recorded (one journal write, lease/flush.go), and its answer, or its
+// failure, is held until the record has landed. A call whose use could not
+// be recorded is answered 503 unavailable whatever the upstream answered,
+// and charged nothing (nor refunded: nothing was recorded). The added
+// latency is then the longer of the record and the upstream's work, not
+// their sum. A call with an Idempotency-Key keeps the sequential path: its
+// debit is the store's transaction that also holds its pending answer, so
+// there is no lease admission to overlap.
 
 // maxStoredAnswer is the most of an upstream's answer body kept for an
 // idempotent replay; a longer answer is replayed as its status and headers.
@@ -83,6 +95,9 @@ func (s *Server) buildUpstreams() {
 type proxyCall struct {
 	up        *upstream
 	charge    billing.Debited
+	pending   *lease.Pending // the record of its use in flight (lease mode); nil if recorded before forwarding
+	record    sync.Once
+	recordErr error
 	body      []byte
 	idem      string // its stored answer's id, "" if not idempotent
 	requestID string
@@ -135,13 +150,18 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, up *upstream) {
 		cost = c
 	}
 	var d billing.Debited
+	var pending *lease.Pending
 	var idemID string
 	if idem != "" {
 		idemID = store.IdempotencyID(billing.HashKey(key), idem)
 	}
 	for attempt := 0; ; attempt++ {
 		var replay *billing.Answer
-		d, replay, err = s.charge(r, key, idem, cost, up.Prefix, r.URL.Path, nil)
+		if idem == "" { // in lease mode admitted only: the upstream's work overlaps the record (proxyCall.recorded)
+			d, pending, err = s.admitCharge(r, key, cost, up.Prefix, r.URL.Path)
+		} else {
+			d, replay, err = s.charge(r, key, idem, cost, up.Prefix, r.URL.Path, nil)
+		}
 		if err != nil {
 			s.Fail(w, r, err)
 			return
@@ -164,11 +184,15 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, up *upstream) {
 			return
 		}
 	}
-	c := &proxyCall{up: up, charge: d, body: body, idem: idemID, requestID: requestID(r.Context()), s: s,
+	c := &proxyCall{up: up, charge: d, pending: pending, body: body, idem: idemID, requestID: requestID(r.Context()), s: s,
 		ctx: context.WithoutCancel(r.Context())}
 	if s.UpstreamToken != nil {
 		tok, err := s.UpstreamToken(r.Context(), audience(up.Upstream))
 		if err != nil {
+			if rerr := c.recorded(); rerr != nil {
+				s.Fail(w, r, rerr)
+				return
+			}
 			c.refund("no token for the upstream")
 			s.Fail(w, r, billing.Errorf(billing.CodeUpstreamError, "the upstream could not be reached"))
 			s.Log.ErrorContext(r.Context(), "upstream token", "prefix", up.Prefix, "err", err, "requestId", c.requestID)
@@ -183,8 +207,40 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, up *upstream) {
 		cancel()
 	})
 	defer c.timer.Stop()
-	up.proxy.ServeHTTP(w, r.WithContext(ctx))
+	up.proxy.ServeHTTP(recordGate{ResponseWriter: w, c: c}, r.WithContext(ctx))
 }
+
+// recorded waits for the record of the call's use, if it was still in
+// flight, and returns nil once it landed, or a CodeUnavailable error if it
+// could not be made: the call is then charged nothing and answered 503,
+// whatever the upstream answered. It waits past the consumer's leaving (the
+// record's own deadline bounds it): a refund must know whether there is a
+// charge to give back.
+func (c *proxyCall) recorded() error {
+	if c.pending == nil {
+		return nil
+	}
+	c.record.Do(func() { c.recordErr = c.pending.Wait(c.ctx) })
+	return c.recordErr
+}
+
+// recordGate holds an upstream's informational (1xx) answers, which
+// ReverseProxy passes on as they arrive, before ModifyResponse, until the
+// call's use is recorded, and drops them if it was not.
+type recordGate struct {
+	http.ResponseWriter
+	c *proxyCall
+}
+
+func (g recordGate) WriteHeader(code int) {
+	if code < 200 && g.c.recorded() != nil {
+		return
+	}
+	g.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the consumer's connection.
+func (g recordGate) Unwrap() http.ResponseWriter { return g.ResponseWriter }
 
 // consumerHeaders are never forwarded: the consumer's secrets and the
 // headers that only Paymeter sets.
@@ -222,11 +278,18 @@ var errUpstream5xx = errors.New("upstream answered 5xx")
 var errUpstreamTimeout = errors.New("upstream timed out")
 
 // answered runs when the upstream's status and headers arrive, before any
-// of it goes to the consumer.
+// of it goes to the consumer: it holds them until the call's use is
+// recorded.
 func (s *Server) answered(res *http.Response) error {
 	c := callOf(res.Request.Context())
 	if !c.timer.Stop() {
 		return errUpstreamTimeout // the timer fired as the answer arrived
+	}
+	if err := c.recorded(); err != nil {
+		return err // upstreamFailed answers 503
+	}
+	if err := res.Request.Context().Err(); err != nil {
+		return err // the consumer left while the answer was held: nothing was sent, the credits go back
 	}
 	if res.StatusCode >= 500 {
 		return errUpstream5xx
@@ -251,10 +314,18 @@ func (s *Server) answered(res *http.Response) error {
 
 // upstreamFailed answers a call whose upstream answered 5xx, could not be
 // reached or timed out, or whose consumer went away first: nothing of the
-// upstream's answer was sent, so the credits go back.
+// upstream's answer was sent, so the credits go back, once their use is
+// recorded. A call whose use could not be recorded is answered 503 and has
+// nothing to give back.
 func (s *Server) upstreamFailed(w http.ResponseWriter, r *http.Request, err error) {
 	c := callOf(r.Context())
 	c.timer.Stop()
+	if rerr := c.recorded(); rerr != nil {
+		s.Log.WarnContext(r.Context(), "use not recorded: answered 503, upstream's answer discarded", "prefix", c.up.Prefix, "err", err,
+			"requestId", c.requestID)
+		s.Fail(w, r, rerr)
+		return
+	}
 	var answer error
 	reason := "upstream unreachable"
 	switch {
@@ -278,9 +349,10 @@ func (s *Server) upstreamFailed(w http.ResponseWriter, r *http.Request, err erro
 }
 
 // refund gives the call's credits back, once per call (the store also
-// records it, so no retry refunds twice).
+// records it, so no retry refunds twice), once their use is recorded; a
+// call whose use was not recorded was not charged and gets nothing back.
 func (c *proxyCall) refund(reason string) {
-	if c.refunded.Swap(true) {
+	if c.recorded() != nil || c.refunded.Swap(true) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, 15*time.Second)

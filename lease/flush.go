@@ -56,7 +56,7 @@ func (m *Manager) flush() {
 				m.pending.Add(-int64(len(calls)))
 				m.unanswered.Add(-int64(len(calls)))
 				for _, c := range calls {
-					c.done <- errNotRecorded
+					c.answer(errNotRecorded)
 				}
 			}
 			q.a.mu.Unlock()
@@ -117,7 +117,7 @@ func (m *Manager) flush() {
 			p.a.mu.Unlock()
 			m.unanswered.Add(-int64(len(p.calls)))
 			for _, c := range p.calls {
-				c.done <- cerr
+				c.answer(cerr)
 			}
 		}
 	}

@@ -240,7 +240,14 @@ type call struct {
 	month, day string
 	route      string // counted in the usage under it; "" none
 	remaining  int64
-	done       chan error
+	done       chan struct{} // closed once err is known
+	err        error         // nil once recorded, errNotRecorded if not
+}
+
+// answer tells the call whether its use was recorded (err nil).
+func (c *call) answer(err error) {
+	c.err = err
+	close(c.done)
 }
 
 // usage is credits per month document and day (billing.UsageKeys).
@@ -338,19 +345,56 @@ func (m *Manager) DebitKey(ctx context.Context, hash string, cost int64, now tim
 
 // Charge is DebitKey for a call to route (its usage is counted under it; ""
 // counts none), returning the charge: the account, the key's id and the
-// grants of the lease the credits came from, for a refund.
+// grants of the lease the credits came from, for a refund. It is Admit,
+// then Wait.
 func (m *Manager) Charge(ctx context.Context, hash string, cost int64, route string, now time.Time) (billing.Debited, error) {
+	p, err := m.Admit(ctx, hash, cost, route, now)
+	if err != nil {
+		return billing.Debited{}, err
+	}
+	if err := p.Wait(ctx); err != nil {
+		return billing.Debited{}, err
+	}
+	return p.Debited, nil
+}
+
+// Pending is a call admitted into a lease whose use is being recorded.
+type Pending struct {
+	Debited billing.Debited // the charge, once Wait returns nil
+	c       *call
+}
+
+// Wait returns nil once the call's use is durably recorded: it is charged
+// and may be answered. It returns a CodeUnavailable error, charging
+// nothing, when the use could not be recorded, and ctx's error as soon as
+// ctx is done (the use may still be recorded: never answer the call then).
+func (p *Pending) Wait(ctx context.Context) error {
+	select {
+	case <-p.c.done:
+		return p.c.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Admit is Charge without the wait for the record: it counts the call
+// against a lease, queues its use for the next flush and returns at once,
+// so that the caller can start the call's work while its use is recorded;
+// the call is answered only once Wait returns nil. Its refusals are
+// Charge's (an unknown key, too few credits), returned before anything is
+// admitted.
+func (m *Manager) Admit(ctx context.Context, hash string, cost int64, route string, now time.Time) (*Pending, error) {
 	if cost <= 0 {
-		return billing.Debited{}, billing.Errorf(billing.CodeBadRequest, "a debit must be positive, got %d", cost)
+		return nil, billing.Errorf(billing.CodeBadRequest, "a debit must be positive, got %d", cost)
 	}
 	key, err := m.owner(ctx, hash, now)
 	if err != nil {
-		return billing.Debited{}, err
+		return nil, err
 	}
 	uid := key.uid
 	a, err := m.account(uid, now)
 	if err != nil {
-		return billing.Debited{}, err
+		return nil, err
 	}
 	m.maybeSweep(now, a)
 	charged := func(remaining int64, l billing.Lease) billing.Debited {
@@ -361,7 +405,7 @@ func (m *Manager) Charge(ctx context.Context, hash string, cost int64, route str
 			now = m.clock.Now() // it waited for a lease
 		}
 		if err := ctx.Err(); err != nil {
-			return billing.Debited{}, err
+			return nil, err
 		}
 		a.mu.Lock()
 		h := a.cur
@@ -373,15 +417,7 @@ func (m *Manager) Charge(ctx context.Context, hash string, cost int64, route str
 			c := m.admit(a, h, cost, route, now)
 			l := h.lease
 			a.mu.Unlock()
-			select {
-			case err := <-c.done:
-				if err != nil {
-					return billing.Debited{}, err
-				}
-				return charged(c.remaining, l), nil
-			case <-ctx.Done():
-				return billing.Debited{}, ctx.Err() // its use may still be recorded: never an answer without a record
-			}
+			return &Pending{Debited: charged(c.remaining, l), c: c}, nil
 		}
 		var back <-chan struct{} // the credits of the lease retired here
 		if h != nil {
@@ -392,7 +428,7 @@ func (m *Manager) Charge(ctx context.Context, hash string, cost int64, route str
 				// lease spent to the last credit goes to the store first,
 				// whose refusal writes the credits-exhausted notice once.
 				a.mu.Unlock()
-				return billing.Debited{}, billing.ErrInsufficientCredits
+				return nil, billing.ErrInsufficientCredits
 			}
 			m.retire(a, h) // too little left for this call
 			if left > 0 {
@@ -402,7 +438,7 @@ func (m *Manager) Charge(ctx context.Context, hash string, cost int64, route str
 		if t := a.taking; t != nil {
 			a.mu.Unlock()
 			if err := t.wait(ctx); err != nil {
-				return billing.Debited{}, err
+				return nil, err
 			}
 			continue
 		}
@@ -425,7 +461,7 @@ func (m *Manager) Charge(ctx context.Context, hash string, cost int64, route str
 			close(t.done)
 		}()
 		if err := t.wait(ctx); err != nil {
-			return billing.Debited{}, err
+			return nil, err
 		}
 	}
 }
@@ -438,7 +474,7 @@ func (m *Manager) admit(a *account, h *held, cost int64, route string, now time.
 	h.days.add(month, day, cost)
 	h.routes.add(month, day, route, cost)
 	h.lastUse, a.lastUsed = now, now
-	c := &call{cost: cost, month: month, day: day, route: route, remaining: a.balance + a.others + h.lease.Amount - h.used, done: make(chan error, 1)}
+	c := &call{cost: cost, month: month, day: day, route: route, remaining: a.balance + a.others + h.lease.Amount - h.used, done: make(chan struct{})}
 	h.pending = append(h.pending, c)
 	m.pending.Add(1)
 	for n := m.unanswered.Add(1); ; {

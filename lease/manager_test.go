@@ -29,11 +29,20 @@ type watchedStore struct {
 
 	mu      sync.Mutex
 	commits int
-	refuse  int     // the next commits to fail
-	landed  bool    // whether the failed commits land all the same
-	refused int64   // credits of the calls in failed commits
-	wants   []int64 // each lease asked for
-	badRead int     // the next journal reads to fail
+	refuse  int           // the next commits to fail
+	landed  bool          // whether the failed commits land all the same
+	refused int64         // credits of the calls in failed commits
+	wants   []int64       // each lease asked for
+	badRead int           // the next journal reads to fail
+	held    chan struct{} // if set, each commit waits for it to close
+}
+
+// holdCommits makes the commits wait until release is called.
+func (s *watchedStore) holdCommits() (release func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.held = make(chan struct{})
+	return sync.OnceFunc(func() { close(s.held) })
 }
 
 func (s *watchedStore) failReads(n int) {
@@ -64,6 +73,12 @@ func (s *watchedStore) TakeLease(ctx context.Context, r store.LeaseRequest, now 
 
 func (s *watchedStore) WriteJournal(ctx context.Context, w store.JournalWrite) (time.Time, error) {
 	time.Sleep(s.latency)
+	s.mu.Lock()
+	held := s.held
+	s.mu.Unlock()
+	if held != nil {
+		<-held
+	}
 	s.mu.Lock()
 	s.commits++
 	if s.refuse > 0 {
@@ -217,6 +232,60 @@ func TestCommitThatLandedUnseenThenFailedIsCorrected(t *testing.T) {
 	closeAll(t, m)
 	if charged := 1000 - balance(t, st, "cas"); charged != served {
 		t.Errorf("%d credits charged for %d calls served and %d answered 503", charged, served, unavailable)
+	}
+}
+
+// A call admitted without waiting for its record (Admit, as the upstream
+// proxy does) returns while the write is in flight; Wait reports whether
+// its use landed. One whose write fails, every retry included, is told it
+// was not recorded, every time it asks, and is not charged; the next call
+// is recorded and charged.
+func TestAdmittedCallIsChargedOnlyOnceRecorded(t *testing.T) {
+	st := newWatchedStore()
+	hash := account(t, st, "ada", 1000)
+	m := lease.New(st, clock.Real{}, lease.Config{Linger: -1, MinBlock: 100}, nil)
+	ctx := context.Background()
+	if _, err := m.Charge(ctx, hash, 1, "", time.Now()); err != nil { // takes the lease
+		t.Fatal(err)
+	}
+
+	release := st.holdCommits()
+	defer release()
+	st.refuseNext(3, false)
+	quick, cancelQuick := context.WithTimeout(ctx, 2*time.Second) // Admit must not wait for the write
+	defer cancelQuick()
+	p, err := m.Admit(quick, hash, 5, "/v1/", time.Now())
+	if err != nil {
+		t.Fatalf("admit while the write is held: %v", err)
+	}
+	if p.Debited.Cost != 5 || p.Debited.Remaining != 1000-1-5 || p.Debited.Route != "/v1/" {
+		t.Errorf("admitted charge %+v, want 5 credits on /v1/ and %d left", p.Debited, 1000-1-5)
+	}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if err := p.Wait(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("wait while the write is held = %v, want the context's deadline", err)
+	}
+	release()
+	for range 2 {
+		if err := p.Wait(ctx); billing.ErrorCode(err) != billing.CodeUnavailable {
+			t.Fatalf("wait after the write failed = %v, want unavailable", err)
+		}
+	}
+
+	next, err := m.Admit(ctx, hash, 2, "", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := next.Wait(ctx); err != nil {
+		t.Fatalf("the next call: %v", err)
+	}
+	closeAll(t, m)
+	if charged := 1000 - balance(t, st, "ada"); charged != 1+2 {
+		t.Errorf("%d credits charged, want 3: the call not recorded is not charged", charged)
+	}
+	if used := usedToday(t, st, "ada"); used != 1+2 {
+		t.Errorf("usage counts %d, want 3", used)
 	}
 }
 
