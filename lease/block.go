@@ -3,12 +3,14 @@ package lease
 import "time"
 
 // blockSizer sizes an account's leases, between min and max credits: the
-// block doubles while the recent rate would spend it within half a lease
-// lifetime (a fast key reaches its size in one step) and halves when a
-// block comes back mostly unused.
+// block doubles while the recent rate would spend it within the horizon
+// (a fast key reaches its size in one step) and halves when a block comes
+// back mostly unused. The horizon is how long an instance keeps a lease it
+// does not use (Config.Idle): journal writes renew leases, so a block may
+// last that long, and the fewer blocks, the fewer lease transactions.
 type blockSizer struct {
 	min, max int64
-	ttl      time.Duration // a lease's lifetime
+	horizon  time.Duration
 }
 
 // next returns the block that follows block once a lease of amount credits
@@ -19,7 +21,7 @@ func (z blockSizer) next(block, amount, used int64, lasted time.Duration) int64 
 	switch {
 	case used*2 >= amount && amount >= block:
 		rate := float64(used) / max(lasted, time.Millisecond).Seconds()
-		for block < z.max && rate*(z.ttl/2).Seconds() > float64(block) {
+		for block < z.max && rate*z.horizon.Seconds() > float64(block) {
 			block = min(block*2, z.max)
 		}
 	case used*2 < amount:

@@ -6,11 +6,11 @@ import (
 )
 
 // The block that follows a retired lease: it doubles while the rate it was
-// spent at would spend the block within half a lease lifetime (15 s here),
+// spent at would spend the block within the horizon (15 s here),
 // halves when the lease comes back mostly unused, and stays between 10 and
 // 1000.
 func TestBlockSizeFollowsHowFastALeaseWasSpent(t *testing.T) {
-	z := blockSizer{min: 10, max: 1000, ttl: 30 * time.Second}
+	z := blockSizer{min: 10, max: 1000, horizon: 15 * time.Second}
 	tests := []struct {
 		name         string
 		block        int64
@@ -21,7 +21,7 @@ func TestBlockSizeFollowsHowFastALeaseWasSpent(t *testing.T) {
 		{"spent in a moment: the largest block at once", 10, 10, 10, 0, 1000},
 		{"10 a second: doubles until 15 s of calls fit", 10, 10, 10, time.Second, 160},
 		{"half spent, 50 a second: doubles until 15 s fit", 100, 100, 50, time.Second, 800},
-		{"spent over more than half a lifetime: stays", 10, 10, 10, 20 * time.Second, 10},
+		{"spent over more than the horizon: stays", 10, 10, 10, 20 * time.Second, 10},
 		{"capped by the balance: does not grow", 100, 40, 40, 0, 100},
 		{"grows no larger than the largest", 800, 800, 800, time.Second, 1000},
 		{"mostly unused: halves", 1000, 1000, 1, time.Second, 500},

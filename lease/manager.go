@@ -316,7 +316,7 @@ func New(st Store, clock billing.Clock, cfg Config, log *slog.Logger) *Manager {
 	}
 	cfg = cfg.withDefaults()
 	m := &Manager{st: st, cfg: cfg, clock: clock, log: log, keys: map[string]keyEntry{}, accounts: map[string]*account{},
-		more: make(chan struct{}, 1), blocks: blockSizer{min: cfg.MinBlock, max: cfg.MaxBlock, ttl: cfg.TTL},
+		more: make(chan struct{}, 1), blocks: blockSizer{min: cfg.MinBlock, max: cfg.MaxBlock, horizon: cfg.Idle},
 		j: journalState{known: true}}
 	m.lastSweep.Store(clock.Now().UnixNano())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -416,6 +416,7 @@ func (m *Manager) Admit(ctx context.Context, hash string, cost int64, route stri
 		if h != nil && h.lease.Amount-h.used >= cost {
 			c := m.admit(a, h, cost, route, now)
 			l := h.lease
+			m.prefetch(a, h, hash, now)
 			a.mu.Unlock()
 			return &Pending{Debited: charged(c.remaining, l), c: c}, nil
 		}
@@ -457,7 +458,7 @@ func (m *Manager) Admit(ctx context.Context, hash string, cost int64, route stri
 				case <-time.After(m.cfg.Timeout):
 				}
 			}
-			t.err = m.takeLease(a, hash, want, now)
+			t.err = m.takeLease(a, hash, want, now, false)
 			close(t.done)
 		}()
 		if err := t.wait(ctx); err != nil {
@@ -513,7 +514,10 @@ func (m *Manager) queue(a *account, h *held) {
 
 // takeLease takes a block of want credits for a, settling a's retired
 // leases in the same transaction, and makes it current.
-func (m *Manager) takeLease(a *account, hash string, want int64, now time.Time) error {
+// A take ahead (prefetch) replaces the current lease, which is settled with
+// the account's next lease transaction; its refusal is not the account's
+// exhaustion (the current lease still serves) and makes no notice.
+func (m *Manager) takeLease(a *account, hash string, want int64, now time.Time, ahead bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.Timeout)
 	defer cancel()
 	id := m.cfg.Owner + "-" + strconv.FormatInt(m.seq.Add(1), 36)
@@ -522,13 +526,15 @@ func (m *Manager) takeLease(a *account, hash string, want int64, now time.Time) 
 	a.done = nil
 	a.mu.Unlock()
 	t, err := m.st.TakeLease(ctx, store.LeaseRequest{UID: a.uid, ID: id, Owner: m.cfg.Owner,
-		Want: want, TTL: m.cfg.TTL, TouchKey: m.touch(hash, now), Settle: settle}, now)
+		Want: want, TTL: m.cfg.TTL, TouchKey: m.touch(hash, now), Settle: settle, Ahead: ahead}, now)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.taking = nil
 	if err == nil || errors.Is(err, billing.ErrInsufficientCredits) {
 		a.balance, a.others, a.seen = t.Balance, t.Leased, true
-		a.refused = err != nil
+		if !ahead {
+			a.refused = err != nil
+		}
 		m.forgetLeases(settle)
 	} else {
 		a.done = append(a.done, settle...) // the next transaction settles them
@@ -552,6 +558,10 @@ func (m *Manager) takeLease(a *account, hash string, want int64, now time.Time) 
 	if !usable.After(now) {
 		usable = l.ExpiresAt
 	}
+	if old := a.cur; old != nil { // taken ahead
+		old.deferred = true
+		m.retire(a, old)
+	}
 	a.cur = &held{lease: l, usableUntil: usable, lastUse: now, back: make(chan struct{}), days: usage{}, routes: routeUsage{},
 		recorded: store.LeaseUse{UID: a.uid, ID: l.ID}}
 	if m.closed.Load() {
@@ -559,6 +569,31 @@ func (m *Manager) takeLease(a *account, hash string, want int64, now time.Time) 
 		return errClosed
 	}
 	return nil
+}
+
+// prefetch starts taking a's next lease once h, which serves, has a fifth
+// of its credits left, so that calls seldom wait for a lease transaction:
+// the new lease replaces h when it lands. Only while the balance beside
+// the leases, as last seen, leaves a whole block and as much again beside
+// it: near the end of the credits, they are not split over more leases
+// than needed. a.mu is held.
+func (m *Manager) prefetch(a *account, h *held, hash string, now time.Time) {
+	if a.taking != nil || m.closed.Load() || !a.seen || (h.lease.Amount-h.used)*5 > h.lease.Amount {
+		return
+	}
+	// The block h's pace asks for (retire sets it once h is done).
+	want := m.blocks.next(a.block, h.lease.Amount, h.used, now.Sub(h.lease.TakenAt))
+	if a.balance < 2*want {
+		return
+	}
+	t := &take{done: make(chan struct{})}
+	a.taking = t
+	m.work.Add(1)
+	go func() {
+		defer m.work.Done()
+		t.err = m.takeLease(a, hash, want, now, true)
+		close(t.done)
+	}()
 }
 
 // margin is how long before its expiry a lease stops admitting calls, so

@@ -403,3 +403,39 @@ func TestLeaseTransactionThatTimesOutAnswersUnavailable(t *testing.T) {
 		}
 	}
 }
+
+// slowTakes makes every lease transaction take a while, as Firestore's do
+// under contention.
+type slowTakes struct {
+	*watchedStore
+	delay time.Duration
+}
+
+func (s slowTakes) TakeLease(ctx context.Context, r store.LeaseRequest, now time.Time) (store.Taken, error) {
+	time.Sleep(s.delay)
+	return s.watchedStore.TakeLease(ctx, r, now)
+}
+
+// A steady key waits for a lease transaction once, on its first call: the
+// next leases are taken ahead, while the one before still serves.
+func TestNextLeaseIsTakenAhead(t *testing.T) {
+	st := newWatchedStore()
+	hash := account(t, st, "ida", 100000)
+	const delay = 50 * time.Millisecond
+	m := lease.New(slowTakes{st, delay}, clock.Real{}, lease.Config{Linger: -1, MaxBlock: 100}, nil)
+	defer closeAll(t, m)
+	var waited int
+	for range 400 {
+		start := time.Now()
+		if _, err := m.DebitKey(context.Background(), hash, 1, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if time.Since(start) >= delay {
+			waited++
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, _, wants := st.seen(); len(wants) < 3 || waited != 1 {
+		t.Fatalf("%d of 400 calls waited for one of %d lease transactions (%v), want 1 of at least 3", waited, len(wants), wants)
+	}
+}

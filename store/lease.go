@@ -416,6 +416,9 @@ type LeaseRequest struct {
 	// Settle are the holder's own leases on the account to settle first,
 	// with the use it confirmed in its journal.
 	Settle []LeaseUse
+	// Ahead asks for the next lease while the holder's current one still
+	// serves: a refusal makes no credits-exhausted notice.
+	Ahead bool
 }
 
 // Taken is the outcome of TakeLease.
@@ -442,7 +445,7 @@ func (s *Store) TakeLease(ctx context.Context, r LeaseRequest, now time.Time) (T
 		l, err := a.TakeLease(r.ID, r.Owner, r.Want, r.TTL, now)
 		if errors.Is(err, billing.ErrInsufficientCredits) {
 			// Keep the settlements and the exhausted notice, and answer 402.
-			if refused := a.Refused(r.Want, now); refused || len(a.SettledLeases()) > 0 {
+			if refused := !r.Ahead && a.Refused(r.Want, now); refused || len(a.SettledLeases()) > 0 {
 				s.putAccount(tx, a, now, st)
 				written = a
 			}
