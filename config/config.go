@@ -34,7 +34,7 @@ type Config struct {
 	MaxBodyBytes          int64            // MAX_BODY_BYTES: request body cap (default 65536)
 	MeterMode             string           // METER_MODE: lease (credit leases, one journal write per flush) or txn (a transaction per metered call) (default lease)
 	LeaseTTL              time.Duration    // LEASE_TTL: a credit lease's lifetime, the longest a crashed instance strands credits (default 30s)
-	LeaseIdle             time.Duration    // LEASE_IDLE: a lease unused this long goes back at the instance's next call (default 60s)
+	LeaseIdle             time.Duration    // LEASE_IDLE: a lease unused this long goes back at the instance's next call (default 5m)
 	LeaseMaxBlock         int64            // LEASE_MAX_BLOCK: the most credits one lease takes (default 1000)
 	KeyCacheTTL           time.Duration    // KEY_CACHE_TTL: lease mode's key cache, the revocation bound when the revocation listener is down (default 60s)
 	TasksNotifyURL        string           // TASKS_NOTIFY_URL: the TaskNotify function's URL, where notice tasks go (none: notices wait in the outbox)
@@ -140,7 +140,7 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	var errs []error
 	c.LeaseTTL = duration(&errs, "LEASE_TTL", get("LEASE_TTL", "30s"), "30s", time.Second)
-	c.LeaseIdle = duration(&errs, "LEASE_IDLE", get("LEASE_IDLE", "60s"), "60s", 100*time.Millisecond)
+	c.LeaseIdle = duration(&errs, "LEASE_IDLE", get("LEASE_IDLE", "5m"), "5m", 100*time.Millisecond)
 	c.KeyCacheTTL = duration(&errs, "KEY_CACHE_TTL", get("KEY_CACHE_TTL", "60s"), "60s", 100*time.Millisecond)
 	c.UpstreamTimeout = duration(&errs, "METER_UPSTREAM_TIMEOUT", get("METER_UPSTREAM_TIMEOUT", "30s"), "30s", 10*time.Millisecond)
 	if len(errs) > 0 {

@@ -46,7 +46,7 @@ func (m *Manager) flush() {
 			q.h.pending = nil
 			if (len(calls) > 0 || q.h.stale) && !q.h.gone {
 				q.h.inFlush = true
-				p := part{queued: q, calls: calls, use: store.LeaseUse{UID: q.a.uid, ID: q.h.lease.ID, Used: q.h.used,
+				p := part{queued: q, calls: calls, use: store.LeaseUse{UID: q.a.uid, ID: q.h.lease.ID, Used: q.h.used, LastUse: q.h.lastUse,
 					Days: q.h.days.clone(), Routes: q.h.routes.clone()}}
 				p.use.Notice = q.h.crossing(q.a.balance, m.clock.Now())
 				parts = append(parts, p)

@@ -77,7 +77,7 @@ var _ Store = (*store.Store)(nil)
 // Config tunes the manager; zero fields take the defaults in brackets.
 type Config struct {
 	TTL            time.Duration // lease lifetime, the longest a crashed instance strands credits [30s]
-	Idle           time.Duration // a lease unused this long goes back at the next call on the instance [60s]
+	Idle           time.Duration // a lease unused this long goes back at the next call on the instance [5m]
 	MinBlock       int64         // the first block of an account [10]
 	MaxBlock       int64         // the largest block [1000]
 	KeyTTL         time.Duration // how long a key lookup is trusted without the revocation listener [60s]
@@ -99,7 +99,7 @@ func (c Config) withDefaults() Config {
 		}
 	}
 	def(&c.TTL, 30*time.Second)
-	def(&c.Idle, time.Minute)
+	def(&c.Idle, 5*time.Minute)
 	def(&c.KeyTTL, time.Minute)
 	def(&c.NegativeKeyTTL, time.Second)
 	def(&c.Timeout, 10*time.Second)
@@ -573,12 +573,14 @@ func (m *Manager) takeLease(a *account, hash string, want int64, now time.Time, 
 
 // prefetch starts taking a's next lease once h, which serves, has a fifth
 // of its credits left, so that calls seldom wait for a lease transaction:
-// the new lease replaces h when it lands. Only while the balance beside
+// the new lease replaces h when it lands. Only for an account whose block
+// has grown (a quiet one would take leases a fifth more often, for calls
+// that seldom wait), and only while the balance beside
 // the leases, as last seen, leaves a whole block and as much again beside
 // it: near the end of the credits, they are not split over more leases
 // than needed. a.mu is held.
 func (m *Manager) prefetch(a *account, h *held, hash string, now time.Time) {
-	if a.taking != nil || m.closed.Load() || !a.seen || (h.lease.Amount-h.used)*5 > h.lease.Amount {
+	if a.taking != nil || m.closed.Load() || !a.seen || a.block <= m.cfg.MinBlock || (h.lease.Amount-h.used)*5 > h.lease.Amount {
 		return
 	}
 	// The block h's pace asks for (retire sets it once h is done).

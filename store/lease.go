@@ -51,6 +51,9 @@ type LeaseUse struct {
 	Used   int64                                  `firestore:"used"`
 	Days   map[string]map[string]int64            `firestore:"days"`
 	Routes map[string]map[string]map[string]int64 `firestore:"routes,omitempty"`
+	// LastUse is when its last call recorded was admitted: a lease unused
+	// for reclaimIdle may be taken back by a lease transaction that is short.
+	LastUse time.Time `firestore:"lastUse,omitempty"`
 	// Notice is the low-balance notice this use made, if any
 	// (billing.LowBalanceWatch), written in the same commit; not journaled.
 	Notice *billing.Notice `firestore:"-"`
@@ -342,6 +345,66 @@ func (s *Store) silentHolders(ctx context.Context, owners []string, leases map[s
 	return silent, nil
 }
 
+// reclaimIdle is how long a lease must have gone unused before a lease
+// transaction that is short of credits takes it back from its holder.
+const reclaimIdle = 5 * time.Second
+
+// reclaimIdle settles, in tx, the leases of a held by instances other than
+// taker that have gone unused for reclaimIdle (by their journals), with the
+// use their journals record, and fences them: an instance keeps an idle
+// lease for LEASE_IDLE, and an account near the end of its credits must not
+// answer 402 on one instance while they sit on another. A call its holder
+// admits on such a lease meanwhile is answered 503 and not charged (its
+// write fails on the fence). It returns how many it settled.
+func (s *Store) reclaimIdle(tx *firestore.Transaction, a *billing.Account, st *settlement, taker string, now time.Time) (int, error) {
+	byOwner := map[string][]billing.Lease{}
+	var owners []string
+	for _, l := range a.Leases {
+		if l.Owner == taker || l.Owner == billing.HoldOwner || now.Sub(l.TakenAt) < reclaimIdle {
+			continue
+		}
+		if _, ok := byOwner[l.Owner]; !ok {
+			owners = append(owners, l.Owner)
+		}
+		byOwner[l.Owner] = append(byOwner[l.Owner], l)
+	}
+	if len(owners) == 0 {
+		return 0, nil
+	}
+	sort.Strings(owners)
+	refs := make([]*firestore.DocumentRef, len(owners))
+	for i, o := range owners {
+		refs[i] = s.journal(o)
+	}
+	snaps, err := tx.GetAll(refs)
+	if err != nil {
+		return 0, fmt.Errorf("read lease journals: %w", err)
+	}
+	n := 0
+	for i, snap := range snaps {
+		j, err := decodeJournal(snap)
+		if err != nil {
+			return 0, err
+		}
+		for _, l := range byOwner[owners[i]] {
+			u, listed := j.Leases[l.ID]
+			if listed && now.Sub(u.LastUse) < reclaimIdle {
+				continue
+			}
+			if _, err := a.SettleLease(l.ID, u.Used, now); err != nil {
+				return 0, err
+			}
+			st.count(u)
+			if st.fences == nil {
+				st.fences = map[string][]string{}
+			}
+			st.fences[owners[i]] = append(st.fences[owners[i]], l.ID)
+			n++
+		}
+	}
+	return n, nil
+}
+
 // writeSettlement writes what an account transaction's settlements changed
 // beside the account: the usage they recorded and the fences on their
 // holders' journals.
@@ -443,6 +506,16 @@ func (s *Store) TakeLease(ctx context.Context, r LeaseRequest, now time.Time) (T
 			return err
 		}
 		l, err := a.TakeLease(r.ID, r.Owner, r.Want, r.TTL, now)
+		if errors.Is(err, billing.ErrInsufficientCredits) && !r.Ahead {
+			// Credits idle on other instances' leases come back first.
+			n, rerr := s.reclaimIdle(tx, a, st, r.Owner, now)
+			if rerr != nil {
+				return rerr
+			}
+			if n > 0 {
+				l, err = a.TakeLease(r.ID, r.Owner, r.Want, r.TTL, now)
+			}
+		}
 		if errors.Is(err, billing.ErrInsufficientCredits) {
 			// Keep the settlements and the exhausted notice, and answer 402.
 			if refused := !r.Ahead && a.Refused(r.Want, now); refused || len(a.SettledLeases()) > 0 {

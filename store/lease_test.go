@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -200,6 +202,54 @@ func TestLeaseRenewedByItsHoldersJournalWrites(t *testing.T) {
 		Now: now, AliveUntil: now.Add(time.Minute)})
 	if !errors.Is(err, store.ErrJournalMoved) {
 		t.Fatalf("a write after the settlement: %v", err)
+	}
+}
+
+// An account at the end of its credits is not refused on one instance
+// while they sit on another's idle lease: a lease transaction that is short
+// takes back the leases of other live instances unused for 5 s, with the
+// use their journals record, and fences them. A lease in use stays.
+func TestShortLeaseTransactionReclaimsIdleLeases(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	provisionNow(t, s, "dot") // 50 credits
+	now := time.Now()
+	for _, id := range []string{"idle-1", "busy-1"} {
+		if _, err := s.TakeLease(ctx, store.LeaseRequest{UID: "dot", ID: id, Owner: strings.TrimSuffix(id, "-1"), Want: 25, TTL: time.Minute}, now.Add(-time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	idle := use("dot", "idle-1", 10, now)
+	idle.LastUse = now.Add(-30 * time.Second)
+	at, err := s.WriteJournal(ctx, store.JournalWrite{Owner: "idle", Seq: 1, Uses: []store.LeaseUse{idle}, Now: now, AliveUntil: now.Add(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy := use("dot", "busy-1", 5, now)
+	busy.LastUse = now
+	if _, err := s.WriteJournal(ctx, store.JournalWrite{Owner: "busy", Seq: 1, Uses: []store.LeaseUse{busy}, Now: now, AliveUntil: now.Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	tk, err := s.TakeLease(ctx, store.LeaseRequest{UID: "dot", ID: "short-1", Owner: "short", Want: 100, TTL: time.Minute}, now)
+	if err != nil || tk.Lease.Amount != 15 {
+		t.Fatalf("take when short: %+v, %v; want the 15 left on the idle lease", tk, err)
+	}
+	a, err := s.StoredAccount(ctx, "dot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, l := range a.Leases {
+		ids = append(ids, l.ID)
+	}
+	if slices.Sort(ids); !slices.Equal(ids, []string{"busy-1", "short-1"}) {
+		t.Fatalf("leases out %v, want busy-1 and short-1", ids)
+	}
+	if _, err := s.WriteJournal(ctx, store.JournalWrite{Owner: "idle", Seq: 2, After: at, Uses: []store.LeaseUse{use("dot", "idle-1", 11, now)}, Now: now}); !errors.Is(err, store.ErrJournalMoved) {
+		t.Fatalf("the idle holder's next write: %v, want it fenced", err)
+	}
+	if used := usedOn(t, s, "dot", now); used != 15 {
+		t.Fatalf("usage %d, want 15 (10 settled, 5 on the busy lease)", used)
 	}
 }
 

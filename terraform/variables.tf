@@ -192,8 +192,8 @@ variable "lease_ttl" {
 
 variable "lease_idle" {
   type        = string
-  description = "Lease mode: a lease unused this long goes back to the balance at the instance's next call (LEASE_IDLE). A busy instance renews its leases with every journal write, so this, not lease_ttl, bounds how long an idle lease holds credits there."
-  default     = "60s"
+  description = "Lease mode: a lease unused this long goes back to the balance at the instance's next call (LEASE_IDLE). A busy instance renews its leases with every journal write, so this, not lease_ttl, bounds how long an idle lease holds credits there (an instance short of credits takes back other instances' leases unused for 5 s)."
+  default     = "5m"
 }
 
 variable "lease_max_block" {
