@@ -362,6 +362,12 @@ func (m *Manager) Charge(ctx context.Context, hash string, cost int64, route str
 type Pending struct {
 	Debited billing.Debited // the charge, once Wait returns nil
 	c       *call
+	// ahead is the next lease, being taken ahead because of this call: the
+	// call waits for it too, so that the transaction runs while a request
+	// is in flight (Cloud Run gives an instance CPU only then; frozen inside
+	// a transaction, it would hold the account's lock until Firestore
+	// expires it).
+	ahead *take
 }
 
 // Wait returns nil once the call's use is durably recorded: it is charged
@@ -371,10 +377,13 @@ type Pending struct {
 func (p *Pending) Wait(ctx context.Context) error {
 	select {
 	case <-p.c.done:
-		return p.c.err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	if p.c.err == nil && p.ahead != nil {
+		_ = p.ahead.wait(ctx) // its failure is the next call's concern
+	}
+	return p.c.err
 }
 
 // Admit is Charge without the wait for the record: it counts the call
@@ -416,9 +425,9 @@ func (m *Manager) Admit(ctx context.Context, hash string, cost int64, route stri
 		if h != nil && h.lease.Amount-h.used >= cost {
 			c := m.admit(a, h, cost, route, now)
 			l := h.lease
-			m.prefetch(a, h, hash, now)
+			ahead := m.prefetch(a, h, hash, now)
 			a.mu.Unlock()
-			return &Pending{Debited: charged(c.remaining, l), c: c}, nil
+			return &Pending{Debited: charged(c.remaining, l), c: c, ahead: ahead}, nil
 		}
 		var back <-chan struct{} // the credits of the lease retired here
 		if h != nil {
@@ -579,14 +588,14 @@ func (m *Manager) takeLease(a *account, hash string, want int64, now time.Time, 
 // the leases, as last seen, leaves a whole block and as much again beside
 // it: near the end of the credits, they are not split over more leases
 // than needed. a.mu is held.
-func (m *Manager) prefetch(a *account, h *held, hash string, now time.Time) {
+func (m *Manager) prefetch(a *account, h *held, hash string, now time.Time) *take {
 	if a.taking != nil || m.closed.Load() || !a.seen || a.block <= m.cfg.MinBlock || (h.lease.Amount-h.used)*5 > h.lease.Amount {
-		return
+		return nil
 	}
 	// The block h's pace asks for (retire sets it once h is done).
 	want := m.blocks.next(a.block, h.lease.Amount, h.used, now.Sub(h.lease.TakenAt))
 	if a.balance < 2*want {
-		return
+		return nil
 	}
 	t := &take{done: make(chan struct{})}
 	a.taking = t
@@ -596,6 +605,7 @@ func (m *Manager) prefetch(a *account, h *held, hash string, now time.Time) {
 		t.err = m.takeLease(a, hash, want, now, true)
 		close(t.done)
 	}()
+	return t
 }
 
 // margin is how long before its expiry a lease stops admitting calls, so

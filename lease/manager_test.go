@@ -404,40 +404,75 @@ func TestLeaseTransactionThatTimesOutAnswersUnavailable(t *testing.T) {
 	}
 }
 
-// slowTakes makes every lease transaction take a while, as Firestore's do
-// under contention.
-type slowTakes struct {
+// heldAheadTakes holds every lease transaction taken ahead until release
+// is closed.
+type heldAheadTakes struct {
 	*watchedStore
-	delay time.Duration
+	release chan struct{}
+	held    chan struct{} // a take ahead is being held
 }
 
-func (s slowTakes) TakeLease(ctx context.Context, r store.LeaseRequest, now time.Time) (store.Taken, error) {
-	time.Sleep(s.delay)
+func (s heldAheadTakes) TakeLease(ctx context.Context, r store.LeaseRequest, now time.Time) (store.Taken, error) {
+	if r.Ahead {
+		select {
+		case s.held <- struct{}{}:
+		default:
+		}
+		<-s.release
+	}
 	return s.watchedStore.TakeLease(ctx, r, now)
 }
 
-// A steady key waits for a lease transaction twice: on its first call, and
-// when its first block (the smallest, which is never taken ahead: a quiet
-// key's would only cost more transactions) runs out. Its block has grown
-// by then, and the next leases are taken ahead while the one before serves.
+// Once a key's block has grown, its next lease is taken ahead while the
+// current one still serves: calls go on being answered during that
+// transaction, and only the call that started it waits for it (so that the
+// transaction runs while a request is in flight: Cloud Run gives CPU only
+// then).
 func TestNextLeaseIsTakenAhead(t *testing.T) {
-	st := newWatchedStore()
-	hash := account(t, st, "ida", 100000)
-	const delay = 50 * time.Millisecond
-	m := lease.New(slowTakes{st, delay}, clock.Real{}, lease.Config{Linger: -1, MaxBlock: 100}, nil)
+	st := heldAheadTakes{newWatchedStore(), make(chan struct{}), make(chan struct{}, 1)}
+	hash := account(t, st.watchedStore, "ida", 100000)
+	m := lease.New(st, clock.Real{}, lease.Config{Linger: -1, MaxBlock: 100}, nil)
 	defer closeAll(t, m)
-	var waited int
-	for range 400 {
-		start := time.Now()
-		if _, err := m.DebitKey(context.Background(), hash, 1, time.Now()); err != nil {
-			t.Fatal(err)
-		}
-		if time.Since(start) >= delay {
-			waited++
-		}
-		time.Sleep(time.Millisecond)
+	call := func() chan error {
+		done := make(chan error, 1)
+		go func() {
+			_, err := m.DebitKey(context.Background(), hash, 1, time.Now())
+			done <- err
+		}()
+		return done
 	}
-	if _, _, wants := st.seen(); len(wants) < 4 || waited != 2 {
-		t.Fatalf("%d of 400 calls waited for one of %d lease transactions (%v), want 2 of at least 4", waited, len(wants), wants)
+	var trigger chan error
+	for i := 0; trigger == nil; i++ {
+		if i == 200 {
+			t.Fatal("200 calls and no lease taken ahead")
+		}
+		done := call()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-st.held:
+			trigger = done // it waits for the take ahead, which is held
+		}
+	}
+	for range 5 { // served from the current lease meanwhile
+		select {
+		case err := <-call():
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a call waited for the lease taken ahead")
+		}
+	}
+	select {
+	case err := <-trigger:
+		t.Fatalf("the call that took the lease ahead was answered (%v) before its transaction ended", err)
+	default:
+	}
+	close(st.release)
+	if err := <-trigger; err != nil {
+		t.Fatal(err)
 	}
 }

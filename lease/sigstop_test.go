@@ -2,6 +2,7 @@ package lease_test
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"sync"
@@ -49,6 +50,25 @@ func hotKey(t *testing.T, srv *devProc, authHost string, credits int64) (token, 
 		}
 	}
 	return token, k.Key, k.ID, user.User.UID, st
+}
+
+// openTransactions returns the Firestore transactions srv has open now
+// (GET /dev/stats), -1 if it cannot tell.
+func openTransactions(srv *devProc) int64 {
+	res, err := http.Get(srv.url + "/dev/stats")
+	if err != nil {
+		return -1
+	}
+	defer res.Body.Close()
+	var st struct {
+		Firestore struct {
+			Open int64 `json:"openTransactions"`
+		} `json:"firestore"`
+	}
+	if json.NewDecoder(res.Body).Decode(&st) != nil {
+		return -1
+	}
+	return st.Firestore.Open
 }
 
 func meterStatus(hc *http.Client, url, key string) int {
@@ -144,12 +164,17 @@ func TestSIGSTOPPastTheLeaseTTLOverspendsNothing(t *testing.T) {
 	// transactions while the other's keep winning). A freeze that lands
 	// while b is inside a transaction on the account leaves its locks held
 	// (Firestore keeps them until the transaction's idle expiry, 60 s; the
-	// emulator while b is frozen) and a waits on them: that freeze is
-	// undone and tried again, the calls counted all the same.
+	// emulator while b is frozen) and a waits on them: b is frozen when it
+	// has none open, and a freeze that still lands inside one (one began
+	// meanwhile) is undone and tried again, the calls counted all the same.
 	var frozenAt int64
 	for attempt := 1; ; attempt++ {
 		onB := okOn[1].Load()
 		waitFor("load on b", func() bool { return okOn[1].Load() >= onB+30 })
+		// Frozen between its transactions, as Cloud Run throttles an
+		// instance between requests (a lease taken ahead is waited for by
+		// the call that started it).
+		waitFor("b between transactions", func() bool { return openTransactions(b) == 0 })
 		if err := b.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
 		}

@@ -20,12 +20,21 @@ import (
 
 // firestoreStats counts this process's Firestore RPCs by method, the
 // documents its reads returned and the writes its commits carried, for
-// GET /dev/stats (cmd/load reads it to report commits per 1,000 calls).
+// GET /dev/stats (cmd/load reads it to report commits per 1,000 calls),
+// and the transactions open now (a test freezes the process outside them).
 type firestoreStats struct {
 	mu     sync.Mutex
 	rpcs   map[string]int64
 	reads  int64
 	writes int64
+	open   int64
+}
+
+// opened counts a transaction begun (n 1) or ended (n -1).
+func (s *firestoreStats) opened(n int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.open += n
 }
 
 func (s *firestoreStats) add(method string, writes int64) {
@@ -50,7 +59,7 @@ func (s *firestoreStats) serve(w http.ResponseWriter, _ *http.Request) {
 		rpcs[k] = v
 	}
 	httpjson.Write(w, http.StatusOK, map[string]any{"firestore": map[string]any{
-		"rpcs": rpcs, "commits": rpcs["Commit"], "documentsRead": s.reads, "writes": s.writes}})
+		"rpcs": rpcs, "commits": rpcs["Commit"], "documentsRead": s.reads, "writes": s.writes, "openTransactions": s.open}})
 }
 
 // countedFirestore dials the Firestore emulator with interceptors that feed
@@ -61,12 +70,23 @@ func countedFirestore(ctx context.Context, project string, stats *firestoreStats
 	host := os.Getenv("FIRESTORE_EMULATOR_HOST")
 	unary := grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		var writes int64
-		if c, ok := req.(*firestorepb.CommitRequest); ok {
-			writes = int64(len(c.Writes))
+		ends := false
+		switch r := req.(type) {
+		case *firestorepb.CommitRequest:
+			writes, ends = int64(len(r.Writes)), len(r.Transaction) > 0
+		case *firestorepb.RollbackRequest:
+			ends = true
 		}
 		stats.add(method, writes)
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer owner")
-		return invoker(ctx, method, req, reply, cc, opts...)
+		err := invoker(ctx, method, req, reply, cc, opts...)
+		switch {
+		case ends:
+			stats.opened(-1)
+		case err == nil && strings.HasSuffix(method, "/BeginTransaction"):
+			stats.opened(1)
+		}
+		return err
 	})
 	stream := grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 		stats.add(method, 0)
