@@ -8,27 +8,31 @@
 // total and its use per day, store.WriteJournal), then all of them are
 // answered. One flush is in flight per instance; calls that arrive
 // meanwhile join the next. So the writes per call fall as the load rises,
-// whatever the number of accounts, and an instance killed at any moment has
-// answered no call it did not record: when its lease expires, the next
-// account transaction settles it with exactly the use its journal records,
-// and fences the journal so that a write landing later (a frozen instance
-// woken up) fails and its calls are refused, not served for free.
+// whatever the number of accounts. Each write also renews every lease the
+// journal lists (store.JournalWrite.AliveUntil, billing.Lease.Renewed), so a
+// busy instance keeps its leases with no write on their accounts. An
+// instance killed or frozen at any moment has answered no call it did not
+// record: LEASE_TTL after its last write, the next account transaction
+// settles its leases with exactly the use its journal records, and fences
+// the journal so that a write landing later (a frozen instance woken up)
+// fails and its calls are refused, not served for free.
 //
 // A call answered 503 because its flush could not be recorded is not
 // charged: its credits leave the lease's total, which the next write
 // rewrites, and the lease is not returned before that write has landed.
 //
-// Nothing needs CPU between requests (Cloud Run throttles it): flushes run
-// while their calls wait; idle leases are found and returned on the request
-// path; a retired lease is settled by the account's next lease transaction,
-// or returned at once when it has credits to give back, or settled from
-// the journal by any transaction after it expires. Close (on SIGTERM)
-// returns every lease. Lease sizes adapt: a block doubles while the recent
-// rate would spend it within half a lease lifetime and halves when it comes
-// back mostly unused, between MinBlock and MaxBlock, and never exceeds half
-// the balance last seen beside the leases (all of it once a single credit
-// is left), so that another instance is not refused while this one holds
-// the credits.
+// The request path does the work: flushes run while their calls wait; a
+// lease transaction is waited for by the calls that need it, or, when the
+// next lease is taken ahead (a grown block with a fifth left), by the call
+// that started it; leases idle for Idle are found on the request path and
+// settled by the account's next lease transaction or returned. Close (on
+// SIGTERM) returns every lease. Lease sizes adapt: a block doubles while
+// the recent rate would spend it within Idle and halves when it comes back
+// mostly unused, between MinBlock and MaxBlock, and never exceeds half the
+// balance last seen beside the leases (all of it once a single credit is
+// left); a lease transaction that is short takes back other instances'
+// leases unused for a few seconds (store.TakeLease), so that an account is
+// not refused here while its credits idle there.
 //
 // Keys are cached per instance for KeyTTL; a revocation reaches the cache
 // within about a second through a Firestore listener (Store.WatchRevocations)
