@@ -98,8 +98,10 @@ func TestSIGSTOPPastTheLeaseTTLOverspendsNothing(t *testing.T) {
 	authHost := emulator.Auth(t)
 	const ttl = 2 * time.Second
 	bin := buildDev(t)
-	a := startDev(t, bin, ttl)
-	b := startDev(t, bin, ttl)
+	// Big blocks kept long: few lease transactions on the hot account, on
+	// which the emulator can starve one instance's transactions for long.
+	a := startDev(t, bin, ttl, "LEASE_IDLE=60s", "LEASE_MAX_BLOCK=5000")
+	b := startDev(t, bin, ttl, "LEASE_IDLE=60s", "LEASE_MAX_BLOCK=5000")
 	_, key, _, uid, st := hotKey(t, a, authHost, 20000)
 	ctx := context.Background()
 	granted := func() int64 {
@@ -113,6 +115,7 @@ func TestSIGSTOPPastTheLeaseTTLOverspendsNothing(t *testing.T) {
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	var ok, unavailable, other atomic.Int64
 	var okOn [2]atomic.Int64
+	var answeredOn [2]atomic.Int64 // any answer, per server
 	// One call on each first, so that both hold a lease when the load
 	// starts: the emulator can starve one instance's lease transactions
 	// while the other's keep winning.
@@ -127,7 +130,7 @@ func TestSIGSTOPPastTheLeaseTTLOverspendsNothing(t *testing.T) {
 	var wg sync.WaitGroup
 	for c := range 6 {
 		srv := []*devProc{a, b}[c%2]
-		served := &okOn[c%2]
+		served, answered := &okOn[c%2], &answeredOn[c%2]
 		wg.Go(func() {
 			for {
 				select {
@@ -135,7 +138,11 @@ func TestSIGSTOPPastTheLeaseTTLOverspendsNothing(t *testing.T) {
 					return
 				default:
 				}
-				switch code := meterStatus(hc, srv.url, key); code {
+				code := meterStatus(hc, srv.url, key)
+				if code != 0 {
+					answered.Add(1)
+				}
+				switch code {
 				case http.StatusOK:
 					ok.Add(1)
 					served.Add(1)
@@ -159,29 +166,39 @@ func TestSIGSTOPPastTheLeaseTTLOverspendsNothing(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	// b must be serving (holding a lease) when it freezes; how the calls
-	// split is the emulator's choice (it can starve one instance's lease
-	// transactions while the other's keep winning). A freeze that lands
-	// while b is inside a transaction on the account leaves its locks held
+	// The instance frozen must be serving (holding a lease) when it
+	// freezes: it is the one that has just served 30 calls (the emulator
+	// can starve one instance's lease transactions for long while the
+	// other's keep winning, either way round). A freeze that lands while it
+	// is inside a transaction on the account leaves its locks held
 	// (Firestore keeps them until the transaction's idle expiry, 60 s; the
-	// emulator while b is frozen) and a waits on them: b is frozen when it
-	// has none open, and a freeze that still lands inside one (one began
-	// meanwhile) is undone and tried again, the calls counted all the same.
-	var frozenAt int64
+	// emulator while it is frozen) and the survivor waits on them: it is
+	// frozen when it has none open (or after 10 s), and a freeze that still
+	// lands inside one is undone and tried again, the calls counted all the
+	// same.
+	procs := []*devProc{a, b}
+	var victim, survivor int
 	for attempt := 1; ; attempt++ {
-		onB := okOn[1].Load()
-		waitFor("load on b", func() bool { return okOn[1].Load() >= onB+30 })
+		was := [2]int64{okOn[0].Load(), okOn[1].Load()}
+		waitFor("load", func() bool { return okOn[0].Load() >= was[0]+30 || okOn[1].Load() >= was[1]+30 })
+		victim = 0
+		if okOn[1].Load()-was[1] > okOn[0].Load()-was[0] {
+			victim = 1
+		}
+		survivor = 1 - victim
+		v := procs[victim]
 		// Frozen between its transactions, as Cloud Run throttles an
 		// instance between requests (a lease taken ahead is waited for by
 		// the call that started it).
-		waitFor("b between transactions", func() bool { return openTransactions(b) == 0 })
-		if err := b.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		for deadline := time.Now().Add(10 * time.Second); openTransactions(v) != 0 && time.Now().Before(deadline); {
+			time.Sleep(2 * time.Millisecond)
+		}
+		if err := v.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
 		}
-		frozenAt = okOn[1].Load()
-		time.Sleep(ttl + time.Second) // b's lease expires; a's next lease transaction settles it
-		onA := okOn[0].Load()
-		settled := func() bool { return okOn[0].Load() >= onA+30 }
+		time.Sleep(ttl + time.Second) // its lease expires; the survivor's next lease transaction settles it
+		on := okOn[survivor].Load()
+		settled := func() bool { return okOn[survivor].Load() >= on+30 }
 		for deadline := time.Now().Add(15 * time.Second); !settled() && time.Now().Before(deadline); {
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -191,17 +208,21 @@ func TestSIGSTOPPastTheLeaseTTLOverspendsNothing(t *testing.T) {
 		if attempt == 4 {
 			close(stop)
 			wg.Wait()
-			t.Fatalf("a served nothing while b was frozen, %d times (200s: %d on a, %d on b)", attempt, okOn[0].Load(), okOn[1].Load())
+			t.Fatalf("the survivor served nothing while the other was frozen, %d times (200s: %d on a, %d on b)", attempt, okOn[0].Load(), okOn[1].Load())
 		}
-		t.Logf("freeze %d: a stalled (b froze inside a transaction?); b woken, freezing again", attempt)
-		if err := b.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Logf("freeze %d: the survivor stalled (the frozen one inside a transaction?); woken, freezing again", attempt)
+		if err := v.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := b.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+	if err := procs[victim].cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	waitFor("b after SIGCONT", func() bool { return okOn[1].Load() >= frozenAt+30 })
+	// Woken, it answers again: the calls it held 503 (not charged) or 200
+	// (recorded before the freeze), then new ones.
+	heard := answeredOn[victim].Load()
+	waitFor("the woken instance", func() bool { return answeredOn[victim].Load() >= heard+10 })
+	t.Logf("froze server %d", victim)
 	close(stop)
 	wg.Wait()
 	a.terminate(t)
