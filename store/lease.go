@@ -252,8 +252,7 @@ func (s *Store) accountAt(ctx context.Context, tx *firestore.Transaction, uid st
 	if len(expired) == 0 {
 		return a, st, nil
 	}
-	byOwner := map[string][]billing.Lease{}
-	var owners []string
+	var journaled []billing.Lease
 	for _, l := range expired {
 		if l.Owner == billing.HoldOwner {
 			// An expired reservation gives everything back: it has no journal.
@@ -262,11 +261,9 @@ func (s *Store) accountAt(ctx context.Context, tx *firestore.Transaction, uid st
 			}
 			continue
 		}
-		if _, ok := byOwner[l.Owner]; !ok {
-			owners = append(owners, l.Owner)
-		}
-		byOwner[l.Owner] = append(byOwner[l.Owner], l)
+		journaled = append(journaled, l)
 	}
+	byOwner, owners := leasesByOwner(journaled)
 	// Most holders are alive and renew their leases with every flush: their
 	// journals are read outside the transaction, so that it locks no
 	// document a holder writes. Only the journals of silent holders are read
@@ -275,36 +272,72 @@ func (s *Store) accountAt(ctx context.Context, tx *firestore.Transaction, uid st
 	if err != nil {
 		return nil, nil, err
 	}
-	if len(owners) == 0 {
-		return a, st, nil
+	// A write that landed meanwhile renews its leases: they stay.
+	if _, err := s.settleFromJournals(tx, a, st, byOwner, owners, now, Journal.renews); err != nil {
+		return nil, nil, err
 	}
+	return a, st, nil
+}
+
+// leasesByOwner groups leases by their holder, whose names it returns
+// sorted.
+func leasesByOwner(leases []billing.Lease) (map[string][]billing.Lease, []string) {
+	byOwner := map[string][]billing.Lease{}
+	var owners []string
+	for _, l := range leases {
+		if _, ok := byOwner[l.Owner]; !ok {
+			owners = append(owners, l.Owner)
+		}
+		byOwner[l.Owner] = append(byOwner[l.Owner], l)
+	}
+	sort.Strings(owners)
+	return byOwner, owners
+}
+
+func (s *Store) journalRefs(owners []string) []*firestore.DocumentRef {
 	refs := make([]*firestore.DocumentRef, len(owners))
 	for i, o := range owners {
 		refs[i] = s.journal(o)
 	}
-	snaps, err := tx.GetAll(refs)
-	if err != nil {
-		return nil, nil, fmt.Errorf("read lease journals: %w", err)
+	return refs
+}
+
+// settleFromJournals reads the journals of owners in tx and settles their
+// leases in byOwner that keep does not keep, with the use their journals
+// record, fencing them (st.fences): a holder's write landing later fails.
+// It returns how many it settled.
+func (s *Store) settleFromJournals(tx *firestore.Transaction, a *billing.Account, st *settlement, byOwner map[string][]billing.Lease,
+	owners []string, now time.Time, keep func(Journal, billing.Lease, time.Time) bool) (int, error) {
+	if len(owners) == 0 {
+		return 0, nil
 	}
-	st.fences = map[string][]string{}
+	snaps, err := tx.GetAll(s.journalRefs(owners))
+	if err != nil {
+		return 0, fmt.Errorf("read lease journals: %w", err)
+	}
+	n := 0
 	for i, snap := range snaps {
 		j, err := decodeJournal(snap)
 		if err != nil {
-			return nil, nil, err
+			return 0, err
 		}
 		for _, l := range byOwner[owners[i]] {
-			if j.renews(l, now) {
-				continue // a write landed meanwhile
+			if keep(j, l, now) {
+				continue
 			}
 			u := j.Leases[l.ID]
 			if _, err := a.SettleLease(l.ID, u.Used, now); err != nil {
-				return nil, nil, err
+				return 0, err
 			}
 			st.count(u)
+			if st.fences == nil {
+				st.fences = map[string][]string{}
+			}
 			st.fences[owners[i]] = append(st.fences[owners[i]], l.ID)
+			n++
 		}
 	}
-	return a, st, nil
+	return n, nil
 }
 
 // renews reports whether the journal keeps l, which it lists, alive at now.
@@ -320,11 +353,7 @@ func (j Journal) renews(l billing.Lease, now time.Time) bool {
 // their expired leases at now, read outside any transaction: a journal seen
 // renewing a lease only ever renews it further.
 func (s *Store) silentHolders(ctx context.Context, owners []string, leases map[string][]billing.Lease, now time.Time) ([]string, error) {
-	refs := make([]*firestore.DocumentRef, len(owners))
-	for i, o := range owners {
-		refs[i] = s.journal(o)
-	}
-	snaps, err := s.fs.GetAll(ctx, refs)
+	snaps, err := s.fs.GetAll(ctx, s.journalRefs(owners))
 	if err != nil {
 		return nil, fmt.Errorf("read lease journals: %w", err)
 	}
@@ -357,52 +386,18 @@ const reclaimIdle = 5 * time.Second
 // admits on such a lease meanwhile is answered 503 and not charged (its
 // write fails on the fence). It returns how many it settled.
 func (s *Store) reclaimIdle(tx *firestore.Transaction, a *billing.Account, st *settlement, taker string, now time.Time) (int, error) {
-	byOwner := map[string][]billing.Lease{}
-	var owners []string
+	var others []billing.Lease
 	for _, l := range a.Leases {
-		if l.Owner == taker || l.Owner == billing.HoldOwner || now.Sub(l.TakenAt) < reclaimIdle {
-			continue
-		}
-		if _, ok := byOwner[l.Owner]; !ok {
-			owners = append(owners, l.Owner)
-		}
-		byOwner[l.Owner] = append(byOwner[l.Owner], l)
-	}
-	if len(owners) == 0 {
-		return 0, nil
-	}
-	sort.Strings(owners)
-	refs := make([]*firestore.DocumentRef, len(owners))
-	for i, o := range owners {
-		refs[i] = s.journal(o)
-	}
-	snaps, err := tx.GetAll(refs)
-	if err != nil {
-		return 0, fmt.Errorf("read lease journals: %w", err)
-	}
-	n := 0
-	for i, snap := range snaps {
-		j, err := decodeJournal(snap)
-		if err != nil {
-			return 0, err
-		}
-		for _, l := range byOwner[owners[i]] {
-			u, listed := j.Leases[l.ID]
-			if listed && now.Sub(u.LastUse) < reclaimIdle {
-				continue
-			}
-			if _, err := a.SettleLease(l.ID, u.Used, now); err != nil {
-				return 0, err
-			}
-			st.count(u)
-			if st.fences == nil {
-				st.fences = map[string][]string{}
-			}
-			st.fences[owners[i]] = append(st.fences[owners[i]], l.ID)
-			n++
+		if l.Owner != taker && l.Owner != billing.HoldOwner && now.Sub(l.TakenAt) >= reclaimIdle {
+			others = append(others, l)
 		}
 	}
-	return n, nil
+	byOwner, owners := leasesByOwner(others)
+	inUse := func(j Journal, l billing.Lease, now time.Time) bool {
+		u, listed := j.Leases[l.ID]
+		return listed && now.Sub(u.LastUse) < reclaimIdle
+	}
+	return s.settleFromJournals(tx, a, st, byOwner, owners, now, inUse)
 }
 
 // writeSettlement writes what an account transaction's settlements changed
