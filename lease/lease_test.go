@@ -94,6 +94,13 @@ func closeAll(t *testing.T, ms ...*lease.Manager) {
 
 // Two instances on one account, many concurrent calls each, past the end of
 // the credits: every 200 is debited exactly once and nothing else is.
+//
+// A call may be answered unavailable (503): its lease transaction timed out
+// or was aborted. Nothing is charged for it and the client retries, as the
+// contract tells it to. On the emulator, under the load of the suite's other
+// packages, two instances' lease transactions on one account can wait past
+// the 10 s operation deadline; the test's clients retry up to 3 times and
+// every call must be served in the end while credits remain.
 func TestTwoInstancesSpendExactly(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -112,7 +119,7 @@ func TestTwoInstancesSpendExactly(t *testing.T) {
 			m1 := lease.New(s, clock.Real{}, cfg, nil)
 			cfg.Owner = "i2"
 			m2 := lease.New(s, clock.Real{}, cfg, nil)
-			var ok, broke atomic.Int64
+			var ok, broke, retried atomic.Int64
 			var wg sync.WaitGroup
 			var next atomic.Int64
 			for c := range 40 {
@@ -122,6 +129,10 @@ func TestTwoInstancesSpendExactly(t *testing.T) {
 					defer wg.Done()
 					for next.Add(1) <= int64(tt.calls) {
 						_, err := m.DebitKey(context.Background(), hash, 1, time.Now())
+						for try := 0; try < 3 && errors.Is(err, billing.ErrUnavailable); try++ {
+							retried.Add(1)
+							_, err = m.DebitKey(context.Background(), hash, 1, time.Now())
+						}
 						switch {
 						case err == nil:
 							ok.Add(1)
@@ -134,6 +145,9 @@ func TestTwoInstancesSpendExactly(t *testing.T) {
 			}
 			wg.Wait()
 			closeAll(t, m1, m2)
+			if n := retried.Load(); n > 0 {
+				t.Logf("%d calls answered unavailable and retried", n)
+			}
 			if got := balance(t, s, "ada"); got != tt.credits-ok.Load() || ok.Load() > tt.credits {
 				t.Fatalf("balance %d after %d calls answered from %d credits", got, ok.Load(), tt.credits)
 			}
