@@ -59,7 +59,7 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	stats := &firestoreStats{rpcs: map[string]int64{}}
+	stats := &firestoreStats{rpcs: map[string]int64{}, kinds: map[string]int64{}}
 	client, err := countedFirestore(ctx, cfg.ProjectID, stats)
 	if err != nil {
 		return err

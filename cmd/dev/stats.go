@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"strings"
@@ -28,6 +29,9 @@ type firestoreStats struct {
 	reads  int64
 	writes int64
 	open   int64
+	// kinds counts the writes by what they write: the collection of the
+	// document, "accounts/usage" for a subcollection.
+	kinds map[string]int64
 }
 
 // opened counts a transaction begun (n 1) or ended (n -1).
@@ -37,11 +41,33 @@ func (s *firestoreStats) opened(n int64) {
 	s.open += n
 }
 
-func (s *firestoreStats) add(method string, writes int64) {
+func (s *firestoreStats) add(method string, writes []*firestorepb.Write) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.rpcs[method[strings.LastIndex(method, "/")+1:]]++
-	s.writes += writes
+	s.writes += int64(len(writes))
+	for _, w := range writes {
+		s.kinds[writeKind(w)]++
+	}
+}
+
+// writeKind names what w writes: its document's collections, without the
+// ids ("accounts/usage").
+func writeKind(w *firestorepb.Write) string {
+	name := w.GetUpdate().GetName()
+	if name == "" {
+		name = w.GetDelete()
+	}
+	if name == "" {
+		name = w.GetTransform().GetDocument()
+	}
+	_, path, _ := strings.Cut(name, "/documents/")
+	parts := strings.Split(path, "/")
+	var cols []string
+	for i := 0; i < len(parts); i += 2 {
+		cols = append(cols, parts[i])
+	}
+	return strings.Join(cols, "/")
 }
 
 func (s *firestoreStats) read() {
@@ -54,12 +80,9 @@ func (s *firestoreStats) read() {
 func (s *firestoreStats) serve(w http.ResponseWriter, _ *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rpcs := make(map[string]int64, len(s.rpcs))
-	for k, v := range s.rpcs {
-		rpcs[k] = v
-	}
 	httpjson.Write(w, http.StatusOK, map[string]any{"firestore": map[string]any{
-		"rpcs": rpcs, "commits": rpcs["Commit"], "documentsRead": s.reads, "writes": s.writes, "openTransactions": s.open}})
+		"rpcs": maps.Clone(s.rpcs), "commits": s.rpcs["Commit"], "documentsRead": s.reads, "writes": s.writes,
+		"writesByKind": maps.Clone(s.kinds), "openTransactions": s.open}})
 }
 
 // countedFirestore dials the Firestore emulator with interceptors that feed
@@ -69,11 +92,11 @@ func (s *firestoreStats) serve(w http.ResponseWriter, _ *http.Request) {
 func countedFirestore(ctx context.Context, project string, stats *firestoreStats) (*firestore.Client, error) {
 	host := os.Getenv("FIRESTORE_EMULATOR_HOST")
 	unary := grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-		var writes int64
+		var writes []*firestorepb.Write
 		ends := false
 		switch r := req.(type) {
 		case *firestorepb.CommitRequest:
-			writes, ends = int64(len(r.Writes)), len(r.Transaction) > 0
+			writes, ends = r.Writes, len(r.Transaction) > 0
 		case *firestorepb.RollbackRequest:
 			ends = true
 		}
@@ -89,7 +112,7 @@ func countedFirestore(ctx context.Context, project string, stats *firestoreStats
 		return err
 	})
 	stream := grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-		stats.add(method, 0)
+		stats.add(method, nil)
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer owner")
 		cs, err := streamer(ctx, desc, cc, method, opts...)
 		if err != nil {

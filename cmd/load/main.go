@@ -31,6 +31,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	mrand "math/rand/v2"
 	"net/http"
@@ -369,6 +370,12 @@ func (r *result) print(out io.Writer, o options, users []*user, after []int64, s
 		fmt.Fprintf(out, "%s  Firestore per 1,000 calls: %.1f commits, %.1f writes, %.1f documents read, %.1f RPCs (%v)\n", label,
 			1000*float64(st.commits)/float64(calls), 1000*float64(st.writes)/float64(calls),
 			1000*float64(st.reads)/float64(calls), 1000*float64(st.total())/float64(calls), st.rpcs)
+		kinds := slices.Sorted(maps.Keys(st.kinds))
+		parts := make([]string, len(kinds))
+		for i, k := range kinds {
+			parts[i] = fmt.Sprintf("%s %.1f", k, 1000*float64(st.kinds[k])/float64(calls))
+		}
+		fmt.Fprintf(out, "%s  writes per 1,000 calls by document: %s\n", label, strings.Join(parts, ", "))
 	} else {
 		fmt.Fprintf(out, "%s  Firestore counts unavailable (GET /dev/stats failed)\n", label)
 	}
@@ -391,6 +398,7 @@ type fsStats struct {
 	ok                     bool
 	commits, writes, reads int64
 	rpcs                   map[string]int64
+	kinds                  map[string]int64 // writes by document kind
 }
 
 func (s fsStats) total() int64 {
@@ -405,10 +413,15 @@ func (s fsStats) total() int64 {
 
 func (s fsStats) minus(b fsStats) fsStats {
 	out := fsStats{ok: s.ok && b.ok, commits: s.commits - b.commits, writes: s.writes - b.writes, reads: s.reads - b.reads,
-		rpcs: map[string]int64{}}
+		rpcs: map[string]int64{}, kinds: map[string]int64{}}
 	for k, v := range s.rpcs {
 		if d := v - b.rpcs[k]; d != 0 {
 			out.rpcs[k] = d
+		}
+	}
+	for k, v := range s.kinds {
+		if d := v - b.kinds[k]; d != 0 {
+			out.kinds[k] = d
 		}
 	}
 	return out
@@ -416,13 +429,14 @@ func (s fsStats) minus(b fsStats) fsStats {
 
 // stats sums GET /dev/stats over the servers.
 func (l *loader) stats(ctx context.Context) fsStats {
-	sum := fsStats{ok: true, rpcs: map[string]int64{}}
+	sum := fsStats{ok: true, rpcs: map[string]int64{}, kinds: map[string]int64{}}
 	for _, u := range l.o.urls {
 		var in struct {
 			Firestore struct {
 				RPCs          map[string]int64 `json:"rpcs"`
 				Commits       int64            `json:"commits"`
 				Writes        int64            `json:"writes"`
+				WritesByKind  map[string]int64 `json:"writesByKind"`
 				DocumentsRead int64            `json:"documentsRead"`
 			} `json:"firestore"`
 		}
@@ -435,6 +449,9 @@ func (l *loader) stats(ctx context.Context) fsStats {
 		sum.reads += in.Firestore.DocumentsRead
 		for k, v := range in.Firestore.RPCs {
 			sum.rpcs[k] += v
+		}
+		for k, v := range in.Firestore.WritesByKind {
+			sum.kinds[k] += v
 		}
 	}
 	return sum
