@@ -112,6 +112,15 @@ type Account struct {
 	// notices remember (notify.go).
 	Notify NotifySettings `firestore:"notify"`
 	Watch  NoticeWatch    `firestore:"watch"`
+	// KeysUsed is when each of the account's keys (by id) was last used,
+	// as the debits and lease takings that write the account anyway
+	// recorded it: a key's lastUsedAt costs no write of its own.
+	KeysUsed map[string]time.Time `firestore:"keysUsed,omitempty"`
+	// Usage is the use of the latest month in which credits were spent,
+	// carried by the account's own writes so that a debit costs no write
+	// beyond the account's. Earlier months are in the usage documents
+	// (UsageKeys) that the store moves it to when a month begins.
+	Usage *MonthUsage `firestore:"usage,omitempty"`
 
 	entries []Entry  // ledger entries made since load, written with the account
 	settled []string // leases settled since load, whose lease documents go with the account

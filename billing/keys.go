@@ -14,6 +14,40 @@ import (
 // MaxKeys is how many unrevoked API keys one account may hold.
 const MaxKeys = 10
 
+// keysUsedKept bounds Account.KeysUsed: revoked keys' entries would
+// otherwise pile up there.
+const keysUsedKept = 4 * MaxKeys
+
+// UsedKey records that the account's key id was used at now. Past
+// keysUsedKept keys, the least recently used entries go.
+func (a *Account) UsedKey(id string, now time.Time) {
+	if id == "" {
+		return
+	}
+	if a.KeysUsed == nil {
+		a.KeysUsed = map[string]time.Time{}
+	}
+	a.KeysUsed[id] = now
+	for len(a.KeysUsed) > keysUsedKept {
+		oldest := id
+		for k, t := range a.KeysUsed {
+			if t.Before(a.KeysUsed[oldest]) {
+				oldest = k
+			}
+		}
+		delete(a.KeysUsed, oldest)
+	}
+}
+
+// LastUsed returns when key was last used: its own lastUsedAt (written by
+// earlier versions) or the account's record, whichever is later.
+func (a *Account) LastUsed(key APIKey) time.Time {
+	if t := a.KeysUsed[key.ID]; t.After(key.LastUsedAt) {
+		return t
+	}
+	return key.LastUsedAt
+}
+
 // KeyPrefix starts every API key, so that leaked keys are easy to recognise
 // (secret scanners) and garbage is refused before any lookup.
 const KeyPrefix = "pmk_"

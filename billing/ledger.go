@@ -58,6 +58,33 @@ func UsageKeys(t time.Time) (month, day string) {
 	return t.Format("2006-01"), t.Format("02")
 }
 
+// MonthUsage is the credits spent in one month (UsageKeys' month), per day
+// field and per day field and route.
+type MonthUsage struct {
+	Month  string                      `firestore:"month"`
+	Days   map[string]int64            `firestore:"days"`
+	Routes map[string]map[string]int64 `firestore:"routes,omitempty"`
+}
+
+// AddDay counts n credits (negative: given back) on day.
+func (u *MonthUsage) AddDay(day string, n int64) {
+	if u.Days == nil {
+		u.Days = map[string]int64{}
+	}
+	u.Days[day] += n
+}
+
+// AddRoute counts n credits on route on day.
+func (u *MonthUsage) AddRoute(day, route string, n int64) {
+	if u.Routes == nil {
+		u.Routes = map[string]map[string]int64{}
+	}
+	if u.Routes[day] == nil {
+		u.Routes[day] = map[string]int64{}
+	}
+	u.Routes[day][route] += n
+}
+
 // UsageDate is the date, as Day spells it, of the day field day in the
 // month document month. It also reads the unpadded day fields ("1") that
 // were written before UsageKeys padded them. It returns an error for a

@@ -9,28 +9,17 @@ import (
 )
 
 type keyEntry struct {
-	uid      string
-	keyID    string
-	err      error
-	until    time.Time
-	lastUsed time.Time // as stored, or as this instance last wrote it
+	uid   string
+	keyID string
+	err   error
+	until time.Time
 }
 
-// keyTouchInterval bounds how often a lease writes a key's lastUsedAt.
-const keyTouchInterval = time.Minute
-
-// touch returns hash if its key's lastUsedAt is older than
-// keyTouchInterval, noting that it is being written, and "" otherwise.
-func (m *Manager) touch(hash string, now time.Time) string {
+// keyID returns the id of the key hashed as hash, if it is cached.
+func (m *Manager) keyID(hash string) string {
 	m.keyMu.Lock()
 	defer m.keyMu.Unlock()
-	e, ok := m.keys[hash]
-	if !ok || now.Sub(e.lastUsed) < keyTouchInterval {
-		return ""
-	}
-	e.lastUsed = now
-	m.keys[hash] = e
-	return hash
+	return m.keys[hash].keyID
 }
 
 // owner returns the uid that owns the key hashed as hash, from the cache
@@ -53,7 +42,7 @@ func (m *Manager) owner(ctx context.Context, hash string, now time.Time) (keyEnt
 	case key.Revoked:
 		e = keyEntry{err: billing.ErrInvalidAPIKey, until: now.Add(m.cfg.KeyTTL)}
 	default:
-		e = keyEntry{uid: key.UID, keyID: key.ID, until: now.Add(m.cfg.KeyTTL), lastUsed: key.LastUsedAt}
+		e = keyEntry{uid: key.UID, keyID: key.ID, until: now.Add(m.cfg.KeyTTL)}
 	}
 	m.keyMu.Lock()
 	if len(m.keys) >= maxCachedKeys {

@@ -539,7 +539,7 @@ func (m *Manager) takeLease(a *account, hash string, want int64, now time.Time, 
 	a.done = nil
 	a.mu.Unlock()
 	t, err := m.st.TakeLease(ctx, store.LeaseRequest{UID: a.uid, ID: id, Owner: m.cfg.Owner,
-		Want: want, TTL: m.cfg.TTL, TouchKey: m.touch(hash, now), Settle: settle, Ahead: ahead}, now)
+		Want: want, TTL: m.cfg.TTL, KeyID: m.keyID(hash), Settle: settle, Ahead: ahead}, now)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.taking = nil

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"time"
 
@@ -184,6 +186,17 @@ type settlement struct {
 	usage  map[string]map[string]int64            // month → day → credits
 	routes map[string]map[string]map[string]int64 // month → day → route → credits
 	fences map[string][]string                    // owner → leases settled from its journal
+}
+
+// add counts n credits spent at t (negative: given back), on route too
+// unless it is "".
+func (st *settlement) add(route string, t time.Time, n int64) {
+	month, day := billing.UsageKeys(t)
+	use := LeaseUse{Days: map[string]map[string]int64{month: {day: n}}}
+	if route != "" {
+		use.Routes = map[string]map[string]map[string]int64{month: {day: {route: n}}}
+	}
+	st.count(use)
 }
 
 func (st *settlement) count(u LeaseUse) {
@@ -400,10 +413,13 @@ func (s *Store) reclaimIdle(tx *firestore.Transaction, a *billing.Account, st *s
 	return s.settleFromJournals(tx, a, st, byOwner, owners, now, inUse)
 }
 
-// writeSettlement writes what an account transaction's settlements changed
-// beside the account: the usage they recorded and the fences on their
-// holders' journals.
-func (s *Store) writeSettlement(tx *firestore.Transaction, uid string, st *settlement) {
+// foldUsage moves the usage st counted into a, which carries the latest
+// month of use (billing.Account.Usage): a debit or a settlement in that
+// month costs no write beside the account's. When a later month begins,
+// the month a carried goes to its usage document first; the use of an
+// earlier month (a lease settled after the month turned) goes straight to
+// that month's document.
+func (s *Store) foldUsage(tx *firestore.Transaction, a *billing.Account, st *settlement) {
 	if st == nil {
 		return
 	}
@@ -414,27 +430,61 @@ func (s *Store) writeSettlement(tx *firestore.Transaction, uid string, st *settl
 	for m := range st.routes {
 		months[m] = true
 	}
-	for month := range months {
-		fields := map[string]any{}
-		if days := st.usage[month]; len(days) > 0 {
+	for _, m := range slices.Sorted(maps.Keys(months)) {
+		if a.Usage != nil && m < a.Usage.Month {
+			s.addUsageDoc(tx, a.UID, m, st.usage[m], st.routes[m])
+			continue
+		}
+		if a.Usage != nil && m > a.Usage.Month {
+			s.addUsageDoc(tx, a.UID, a.Usage.Month, a.Usage.Days, a.Usage.Routes)
+			a.Usage = nil
+		}
+		if a.Usage == nil {
+			a.Usage = &billing.MonthUsage{Month: m}
+		}
+		for day, n := range st.usage[m] {
+			a.Usage.AddDay(day, n)
+		}
+		for day, rs := range st.routes[m] {
+			for route, n := range rs {
+				a.Usage.AddRoute(day, route, n)
+			}
+		}
+	}
+}
+
+// addUsageDoc adds days and routes (month's use, per day field) to the
+// usage document of month.
+func (s *Store) addUsageDoc(tx *firestore.Transaction, uid, month string, days map[string]int64, routes map[string]map[string]int64) {
+	fields := map[string]any{}
+	if len(days) > 0 {
+		inc := map[string]any{}
+		for day, n := range days {
+			inc[day] = firestore.Increment(n)
+		}
+		fields["days"] = inc
+	}
+	if len(routes) > 0 {
+		perDay := map[string]any{}
+		for day, rs := range routes {
 			inc := map[string]any{}
-			for day, n := range days {
-				inc[day] = firestore.Increment(n)
+			for route, n := range rs {
+				inc[route] = firestore.Increment(n)
 			}
-			fields["days"] = inc
+			perDay[day] = inc
 		}
-		if days := st.routes[month]; len(days) > 0 {
-			perDay := map[string]any{}
-			for day, rs := range days {
-				inc := map[string]any{}
-				for route, n := range rs {
-					inc[route] = firestore.Increment(n)
-				}
-				perDay[day] = inc
-			}
-			fields["routes"] = perDay
-		}
+		fields["routes"] = perDay
+	}
+	if len(fields) > 0 {
 		_ = tx.Set(s.account(uid).Collection(usageCol).Doc(month), fields, firestore.MergeAll)
+	}
+}
+
+// writeFences fences the leases that an account transaction settled from
+// their holders' journals: a holder's write landing later fails.
+func (s *Store) writeFences(tx *firestore.Transaction, st *settlement) {
+	if st == nil {
+		return
 	}
 	for owner, ids := range st.fences {
 		gone := map[string]any{}
@@ -469,8 +519,9 @@ type LeaseRequest struct {
 	UID, ID, Owner string
 	Want           int64
 	TTL            time.Duration
-	// TouchKey, if set, is the hash of a key whose lastUsedAt becomes now.
-	TouchKey string
+	// KeyID is the key the lease is taken for: the account records its
+	// use (billing.Account.UsedKey).
+	KeyID string
 	// Settle are the holder's own leases on the account to settle first,
 	// with the use it confirmed in its journal.
 	Settle []LeaseUse
@@ -523,14 +574,10 @@ func (s *Store) TakeLease(ctx context.Context, r LeaseRequest, now time.Time) (T
 		if err != nil {
 			return err
 		}
+		a.UsedKey(r.KeyID, now)
 		s.putAccount(tx, a, now, st)
 		written = a
 		l.Watch = a.LowBalanceWatch(s.catalog, now)
-		if r.TouchKey != "" {
-			if err := tx.Update(s.fs.Collection(keysCol).Doc(r.TouchKey), []firestore.Update{{Path: "lastUsedAt", Value: now}}); err != nil {
-				return err
-			}
-		}
 		out = Taken{Lease: l, Balance: a.Balance(now), Leased: a.Leased() - l.Amount}
 		return nil
 	}, firestore.MaxAttempts(debitAttempts))

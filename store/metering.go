@@ -130,18 +130,12 @@ func (s *Store) Charge(ctx context.Context, r ChargeRequest) (billing.Debited, *
 		if err != nil {
 			return err
 		}
+		a.UsedKey(key.ID, r.Now)
+		st.add(r.Route, r.Now, r.Cost)
 		s.putAccount(tx, a, r.Now, st)
 		written = a
-		if err := s.countUsage(tx, key.UID, r.Route, r.Now, r.Cost); err != nil {
-			return err
-		}
 		if key.Limits.CreditsPerDay > 0 {
 			if err := tx.Set(keyUsage, map[string]any{"days": map[string]any{day: firestore.Increment(r.Cost)}}, firestore.MergeAll); err != nil {
-				return err
-			}
-		}
-		if r.Now.Sub(key.LastUsedAt) > keyTouchInterval {
-			if err := tx.Update(keyRef, []firestore.Update{{Path: "lastUsedAt", Value: r.Now}}); err != nil {
 				return err
 			}
 		}
@@ -247,17 +241,6 @@ func (s *Store) SaveAnswer(ctx context.Context, id string, ans billing.Answer) e
 	return nil
 }
 
-// countUsage adds n credits to the usage of uid on now's day, and to route's
-// count of that day unless route is "".
-func (s *Store) countUsage(tx *firestore.Transaction, uid, route string, now time.Time, n int64) error {
-	month, day := billing.UsageKeys(now)
-	fields := map[string]any{"days": map[string]any{day: firestore.Increment(n)}}
-	if route != "" {
-		fields["routes"] = map[string]any{day: map[string]any{route: firestore.Increment(n)}}
-	}
-	return tx.Set(s.account(uid).Collection(usageCol).Doc(month), fields, firestore.MergeAll)
-}
-
 // RefundRequest gives back a call's credits.
 type RefundRequest struct {
 	Charge    billing.Debited
@@ -293,10 +276,8 @@ func (s *Store) Refund(ctx context.Context, r RefundRequest) (int64, error) {
 			return err
 		}
 		a.Refund(r.RequestID, c.Taken, c.Cost, r.Now)
+		st.add(c.Route, c.At, -c.Cost) // off the day and route it was counted on
 		s.putAccount(tx, a, r.Now, st)
-		if err := s.countUsage(tx, c.UID, c.Route, c.At, -c.Cost); err != nil {
-			return err
-		}
 		if r.Idem != "" {
 			if err := tx.Delete(s.fs.Collection(idempotencyCol).Doc(r.Idem)); err != nil {
 				return err

@@ -169,13 +169,11 @@ func (s *Store) EndReservation(ctx context.Context, id string, charged int64, no
 		if err != nil {
 			return err
 		}
+		if charged > 0 {
+			st.add(ReservationRoute, now, charged)
+		}
 		s.putAccount(tx, a, now, st)
 		written = a
-		if charged > 0 {
-			if err := s.countUsage(tx, res.UID, ReservationRoute, now, charged); err != nil {
-				return err
-			}
-		}
 		res.State = ReservationSettled
 		if charged == 0 {
 			res.State = ReservationReleased

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -38,9 +39,6 @@ const eventRetention = 30 * 24 * time.Hour
 // expireAt deletes it), so that creating and revoking keys in a loop cannot
 // grow storage without bound.
 const keyRetention = 30 * 24 * time.Hour
-
-// keyTouchInterval bounds how often a key's lastUsedAt is written.
-const keyTouchInterval = time.Minute
 
 // Store is the Firestore adapter. It is safe for concurrent use.
 type Store struct {
@@ -284,47 +282,53 @@ func (s *Store) Ledger(ctx context.Context, uid string, limit int) ([]billing.En
 }
 
 // Usage returns the credits spent per UTC day from from to to, inclusive,
-// with a zero for each day without use.
+// with a zero for each day without use: the usage documents of the
+// months, the month the account carries (billing.Account.Usage), read with
+// them at one time, and the use of leases still out, from their holders'
+// journals.
 func (s *Store) Usage(ctx context.Context, uid string, from, to time.Time) ([]billing.DayUsage, error) {
 	from, to = from.UTC(), to.UTC()
 	counts := map[string]int64{}
 	routes := map[string]map[string]int64{}
-	// The use of leases still out is in their holders' journals.
-	a, err := s.StoredAccount(ctx, uid)
-	if err != nil && !errors.Is(err, billing.ErrNotFound) {
-		return nil, err
-	}
-	if a != nil {
-		uses, err := s.liveUse(ctx, a)
-		if err != nil {
-			return nil, err
+	add := func(month string, days map[string]int64, perRoute map[string]map[string]int64) error {
+		for d, n := range days {
+			date, err := billing.UsageDate(month, d)
+			if err != nil {
+				return fmt.Errorf("usage %s: %w", uid, err)
+			}
+			counts[date] += n // "1" and "01" are the same day
 		}
-		for _, u := range uses {
-			for month, days := range u.Days {
-				for d, n := range days {
-					date, err := billing.UsageDate(month, d)
-					if err != nil {
-						return nil, fmt.Errorf("usage %s: %w", uid, err)
-					}
-					counts[date] += n
-					for route, rn := range u.Routes[month][d] {
-						if routes[date] == nil {
-							routes[date] = map[string]int64{}
-						}
-						routes[date][route] += rn
-					}
+		for d, rs := range perRoute {
+			date, err := billing.UsageDate(month, d)
+			if err != nil {
+				return fmt.Errorf("usage %s: %w", uid, err)
+			}
+			for route, n := range rs {
+				if n == 0 {
+					continue
 				}
+				if routes[date] == nil {
+					routes[date] = map[string]int64{}
+				}
+				routes[date][route] += n
 			}
 		}
+		return nil
 	}
+	refs := []*firestore.DocumentRef{s.account(uid)}
+	var months []string
 	for m := monthStart(from); !m.After(to); m = m.AddDate(0, 1, 0) {
 		month, _ := billing.UsageKeys(m)
-		snap, err := s.account(uid).Collection(usageCol).Doc(month).Get(ctx)
-		if status.Code(err) == codes.NotFound {
+		months = append(months, month)
+		refs = append(refs, s.account(uid).Collection(usageCol).Doc(month))
+	}
+	snaps, err := s.fs.GetAll(ctx, refs)
+	if err != nil {
+		return nil, fmt.Errorf("usage %s: %w", uid, err)
+	}
+	for i, snap := range snaps[1:] {
+		if !snap.Exists() {
 			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("usage %s: %w", uid, err)
 		}
 		var doc struct {
 			Days   map[string]int64            `firestore:"days"`
@@ -333,28 +337,39 @@ func (s *Store) Usage(ctx context.Context, uid string, from, to time.Time) ([]bi
 		if err := snap.DataTo(&doc); err != nil {
 			return nil, fmt.Errorf("decode usage %s: %w", snap.Ref.ID, err)
 		}
-		for d, n := range doc.Days {
-			date, err := billing.UsageDate(month, d)
-			if err != nil {
-				return nil, fmt.Errorf("usage %s: %w", uid, err)
-			}
-			counts[date] += n // "1" and "01" are the same day
+		if err := add(months[i], doc.Days, doc.Routes); err != nil {
+			return nil, err
 		}
-		for d, perRoute := range doc.Routes {
-			date, err := billing.UsageDate(month, d)
-			if err != nil {
-				return nil, fmt.Errorf("usage %s: %w", uid, err)
-			}
-			if routes[date] == nil {
-				routes[date] = map[string]int64{}
-			}
-			for route, n := range perRoute {
-				if n != 0 {
-					routes[date][route] += n
-				}
+	}
+	if !snaps[0].Exists() {
+		return zeroDays(from, to, counts, routes), nil
+	}
+	a, err := decodeAccount(snaps[0])
+	if err != nil {
+		return nil, err
+	}
+	if u := a.Usage; u != nil && slices.Contains(months, u.Month) {
+		if err := add(u.Month, u.Days, u.Routes); err != nil {
+			return nil, err
+		}
+	}
+	uses, err := s.liveUse(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range uses {
+		for month, days := range u.Days {
+			if err := add(month, days, u.Routes[month]); err != nil {
+				return nil, err
 			}
 		}
 	}
+	return zeroDays(from, to, counts, routes), nil
+}
+
+// zeroDays lists the days from from to to with their counts and routes, a
+// zero for a day without use.
+func zeroDays(from, to time.Time, counts map[string]int64, routes map[string]map[string]int64) []billing.DayUsage {
 	var out []billing.DayUsage
 	for d := dayStart(from); !d.After(to); d = d.AddDate(0, 0, 1) {
 		day := billing.Day(d)
@@ -364,7 +379,7 @@ func (s *Store) Usage(ctx context.Context, uid string, from, to time.Time) ([]bi
 		}
 		out = append(out, billing.DayUsage{Date: day, Credits: counts[day], Routes: r})
 	}
-	return out, nil
+	return out
 }
 
 func monthStart(t time.Time) time.Time {
@@ -446,11 +461,19 @@ func (s *Store) Keys(ctx context.Context, uid string) ([]billing.APIKey, error) 
 	if err != nil {
 		return nil, fmt.Errorf("list keys of %s: %w", uid, err)
 	}
+	// The account records when its keys were last used.
+	a, err := s.StoredAccount(ctx, uid)
+	if err != nil && !errors.Is(err, billing.ErrNotFound) {
+		return nil, err
+	}
 	out := make([]billing.APIKey, 0, len(snaps))
 	for _, snap := range snaps {
 		var k billing.APIKey
 		if err := snap.DataTo(&k); err != nil {
 			return nil, fmt.Errorf("decode key: %w", err)
+		}
+		if a != nil {
+			k.LastUsedAt = a.LastUsed(k)
 		}
 		out = append(out, k)
 	}
@@ -599,11 +622,12 @@ func (s *Store) getAccount(ctx context.Context, tx *firestore.Transaction, uid s
 // low-balance watch has looked at its balance at now.
 func (s *Store) putAccount(tx *firestore.Transaction, a *billing.Account, now time.Time, st *settlement) {
 	a.WatchBalance(s.catalog, now)
+	s.foldUsage(tx, a, st)
 	// Set and Create only fail on encoding, which the account's types rule out.
 	_ = tx.Set(s.account(a.UID), a)
 	s.writeEntries(tx, a)
 	s.writeNotices(tx, a)
-	s.writeSettlement(tx, a.UID, st)
+	s.writeFences(tx, st)
 }
 
 func (s *Store) writeEntries(tx *firestore.Transaction, a *billing.Account) {

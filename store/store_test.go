@@ -5,12 +5,15 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"cloud.google.com/go/firestore"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/paymeter/paymeter/billing"
 	"github.com/paymeter/paymeter/internal/emulator"
@@ -187,6 +190,57 @@ func TestKeysAreStoredHashedOnly(t *testing.T) {
 	}
 }
 
+// A key's lastUsedAt follows its debits, per call and by lease, without a
+// write on the key's own document: the account, written anyway, records it.
+func TestKeyLastUsedIsRecordedWithTheAccount(t *testing.T) {
+	s, client := newStore(t)
+	ctx := context.Background()
+	provision(t, s, "owner")
+	_, hash := newKey(t, s, "owner")
+	keyDoc := func() *firestore.DocumentSnapshot {
+		t.Helper()
+		snap, err := client.Collection("apiKeys").Doc(hash).Get(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return snap
+	}
+	lastUsed := func() time.Time {
+		t.Helper()
+		keys, err := s.Keys(ctx, "owner")
+		if err != nil || len(keys) != 1 {
+			t.Fatalf("Keys = %v, %v; want the one key", keys, err)
+		}
+		return keys[0].LastUsedAt
+	}
+	if got := lastUsed(); !got.IsZero() {
+		t.Fatalf("a new key's lastUsedAt is %v, want never", got)
+	}
+	before := keyDoc().UpdateTime
+
+	t1 := t0.Add(time.Hour)
+	if _, err := s.DebitKey(ctx, hash, 1, t1); err != nil {
+		t.Fatal(err)
+	}
+	if got := lastUsed(); !got.Equal(t1) {
+		t.Fatalf("after a debit at %v, lastUsedAt is %v", t1, got)
+	}
+	key, err := s.Key(ctx, hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t2 := t1.Add(time.Minute)
+	if _, err := s.TakeLease(ctx, store.LeaseRequest{UID: "owner", ID: "l1", Owner: "i1", Want: 5, TTL: time.Minute, KeyID: key.ID}, t2); err != nil {
+		t.Fatal(err)
+	}
+	if got := lastUsed(); !got.Equal(t2) {
+		t.Fatalf("after a lease taken at %v, lastUsedAt is %v", t2, got)
+	}
+	if after := keyDoc().UpdateTime; !after.Equal(before) {
+		t.Fatalf("the key's document was written (updated %v, then %v): one write more per debit", before, after)
+	}
+}
+
 func TestKeyCap(t *testing.T) {
 	s, _ := newStore(t)
 	provision(t, s, "many")
@@ -270,6 +324,75 @@ func TestApplyEventOnce(t *testing.T) {
 	}
 	if _, err := s.ApplyEvent(ctx, "evt_2", "nobody", topUp); !errors.Is(err, billing.ErrNotFound) {
 		t.Fatalf("event for an unknown account: %v", err)
+	}
+}
+
+// The usage of the latest month rides the account's writes: a debit writes
+// no usage document. When a month begins, the last one moves to its usage
+// document; a lease settled after the month turned counts its use on the
+// days it recorded, in the earlier month's document. GET /api/usage shows
+// the same days throughout.
+func TestUsageRidesTheAccountAndMovesOutWhenAMonthBegins(t *testing.T) {
+	s, client := newStore(t)
+	ctx := context.Background()
+	provision(t, s, "u")
+	_, hash := newKey(t, s, "u")
+	usageDoc := func(month string) bool {
+		t.Helper()
+		_, err := client.Collection("accounts").Doc("u").Collection("usage").Doc(month).Get(ctx)
+		if err != nil && status.Code(err) != codes.NotFound {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	days := func(from, to time.Time) []int64 {
+		t.Helper()
+		u, err := s.Usage(ctx, "u", from, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := make([]int64, len(u))
+		for i, d := range u {
+			out[i] = d.Credits
+		}
+		return out
+	}
+	nov26, dec1 := t0, time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+
+	if _, err := s.DebitKey(ctx, hash, 2, nov26); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.TakeLease(ctx, store.LeaseRequest{UID: "u", ID: "l1", Owner: "i1", Want: 10, TTL: 6 * 24 * time.Hour}, nov26.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if usageDoc("2026-11") {
+		t.Fatal("a debit wrote a usage document: one write more per call")
+	}
+	if got := days(nov26, nov26); !slices.Equal(got, []int64{2}) {
+		t.Fatalf("usage on Nov 26 = %v, want [2]", got)
+	}
+	if _, err := s.DebitKey(ctx, hash, 3, dec1); err != nil {
+		t.Fatal(err)
+	}
+	if !usageDoc("2026-11") || usageDoc("2026-12") {
+		t.Fatal("the first debit of December did not move November to its document, or wrote December's")
+	}
+	// The lease, used on Nov 27, is given back in December.
+	nov27, _ := billing.UsageKeys(nov26.Add(24 * time.Hour))
+	_, day27 := billing.UsageKeys(nov26.Add(24 * time.Hour))
+	use := store.LeaseUse{UID: "u", ID: "l1", Used: 4, Days: map[string]map[string]int64{nov27: {day27: 4}}}
+	if _, err := s.ReturnLease(ctx, "u", dec1.Add(time.Hour), use); err != nil {
+		t.Fatal(err)
+	}
+	if got := days(nov26, dec1); !slices.Equal(got, []int64{2, 4, 0, 0, 0, 3}) {
+		t.Fatalf("usage Nov 26 to Dec 1 = %v, want [2 4 0 0 0 3]", got)
+	}
+	a, err := s.Account(ctx, "u")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := a.Balance(dec1); got != 50-2-3-4 {
+		t.Fatalf("balance %d, want %d", got, 50-2-3-4)
 	}
 }
 

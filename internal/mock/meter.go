@@ -182,6 +182,9 @@ func (s *Store) TakeLease(_ context.Context, r store.LeaseRequest, now time.Time
 		return store.Taken{}, fmt.Errorf("take lease on %s: %w", r.UID, err)
 	}
 	l, err := a.TakeLease(r.ID, r.Owner, r.Want, r.TTL, now)
+	if err == nil {
+		a.UsedKey(r.KeyID, now)
+	}
 	if err != nil && !errors.Is(err, billing.ErrInsufficientCredits) {
 		return store.Taken{}, fmt.Errorf("take lease on %s: %w", r.UID, err)
 	}
@@ -191,10 +194,6 @@ func (s *Store) TakeLease(_ context.Context, r store.LeaseRequest, now time.Time
 	apply()
 	if l.ID == "" {
 		return store.Taken{Balance: a.Balance(now), Leased: a.Leased()}, billing.ErrInsufficientCredits
-	}
-	if k, ok := s.keys[r.TouchKey]; ok {
-		k.LastUsedAt = now
-		s.keys[r.TouchKey] = k
 	}
 	return store.Taken{Lease: l, Balance: a.Balance(now), Leased: a.Leased() - l.Amount}, nil
 }
