@@ -62,6 +62,7 @@ type options struct {
 	revoke  int
 	warmup  int64
 	setups  int
+	rate    float64
 }
 
 func run(args []string, out io.Writer) error {
@@ -77,18 +78,19 @@ func run(args []string, out io.Writer) error {
 	revoke := fl.Int("revocations", 0, "then revoke this many hot keys, one after another, and report how long each kept working")
 	warmup := fl.Int64("warmup", 0, "calls made first and left out of the figures (each instance's first lease on each account)")
 	setups := fl.Int("setups", 16, "users set up at once")
+	rate := fl.Float64("rate", 0, "if set, the measured calls are offered at this many per second in all (a fixed rate below saturation), each call's latency counted from when it was due; 0: as fast as the clients go")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
 	o := options{auth: *auth, clients: *clients, keys: *keys, calls: *calls, settle: *settle, label: *label, zipf: *zipf, revoke: *revoke,
-		warmup: *warmup, setups: max(1, *setups)}
+		warmup: *warmup, setups: max(1, *setups), rate: *rate}
 	for _, u := range strings.Split(*urls, ",") {
 		if u = strings.TrimRight(strings.TrimSpace(u), "/"); u != "" {
 			o.urls = append(o.urls, u)
 		}
 	}
-	if len(o.urls) == 0 || o.clients < 1 || o.keys < 1 || o.calls < 0 || o.auth == "" || (o.zipf != 0 && o.zipf <= 1) {
-		return errors.New("need -url, -auth (or FIREBASE_AUTH_EMULATOR_HOST), positive -clients and -keys, -calls of 0 or more, and -zipf above 1 if set")
+	if len(o.urls) == 0 || o.clients < 1 || o.keys < 1 || o.calls < 0 || o.auth == "" || (o.zipf != 0 && o.zipf <= 1) || o.rate < 0 {
+		return errors.New("need -url, -auth (or FIREBASE_AUTH_EMULATOR_HOST), positive -clients and -keys, -calls of 0 or more, -zipf above 1 if set, and -rate of 0 or more")
 	}
 	ctx := context.Background()
 	hc := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: o.clients + 10}}
@@ -102,10 +104,10 @@ func run(args []string, out io.Writer) error {
 		return err
 	}
 	if o.warmup > 0 {
-		l.drive(ctx, users, o.warmup)
+		l.drive(ctx, users, o.warmup, 0)
 	}
 	before := l.stats(ctx)
-	res := l.drive(ctx, users, o.calls)
+	res := l.drive(ctx, users, o.calls, o.rate)
 	after, settled := l.balances(ctx, users, res.ok)
 	stats := l.stats(ctx).minus(before)
 	res.print(out, o, users, after, settled, stats)
@@ -285,7 +287,7 @@ type result struct {
 }
 
 // drive runs the clients until calls calls have been made.
-func (l *loader) drive(ctx context.Context, users []*user, calls int64) *result {
+func (l *loader) drive(ctx context.Context, users []*user, calls int64, rate float64) *result {
 	var next atomic.Int64
 	var mu sync.Mutex
 	res := &result{statuses: map[int]int64{}, latencies: make([]time.Duration, 0, calls)}
@@ -303,11 +305,18 @@ func (l *loader) drive(ctx context.Context, users []*user, calls int64) *result 
 			url := l.o.urls[c%len(l.o.urls)] + "/api/meter"
 			lat := make([]time.Duration, 0, calls/int64(l.o.clients)+1)
 			statuses := map[int]int64{}
-			for next.Add(1) <= calls {
+			for i := next.Add(1); i <= calls; i = next.Add(1) {
 				if zipf != nil {
 					u = users[zipf.Uint64()]
 				}
 				t0 := time.Now()
+				if rate > 0 {
+					// Call i is due at start + i/rate; its latency counts
+					// from then, so that a call delayed because every
+					// client was busy shows its wait.
+					t0 = start.Add(time.Duration(float64(i-1) / rate * float64(time.Second)))
+					time.Sleep(time.Until(t0))
+				}
 				code := l.meter(ctx, url, u.key)
 				lat = append(lat, time.Since(t0))
 				statuses[code]++
@@ -361,6 +370,9 @@ func (r *result) print(out io.Writer, o options, users []*user, after []int64, s
 	label := o.label
 	if label != "" {
 		label += ": "
+	}
+	if o.rate > 0 {
+		fmt.Fprintf(out, "%soffered at %.0f calls/s\n", label, o.rate)
 	}
 	fmt.Fprintf(out, "%s%d calls, %d clients, %d keys, %d servers in %.2fs: %.0f calls/s, p50 %s, p99 %s\n",
 		label, calls, o.clients, o.keys, len(o.urls), r.elapsed.Seconds(), float64(calls)/r.elapsed.Seconds(),
