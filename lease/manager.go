@@ -26,11 +26,12 @@
 // next lease is taken ahead (a grown block with a fifth left), by the call
 // that started it; leases idle for Idle are found on the request path and
 // settled by the account's next lease transaction or returned. Close (on
-// SIGTERM) returns every lease. Lease sizes adapt: a block doubles while
-// the recent rate would spend it within Idle and halves when it comes back
-// mostly unused, between MinBlock and MaxBlock, and never exceeds half the
-// balance last seen beside the leases (all of it once a single credit is
-// left); a lease transaction that is short takes back other instances'
+// SIGTERM) returns every lease. Lease sizes adapt: an account's first
+// block on an instance is FirstBlock (100), at most half its balance; then
+// a block doubles while the recent rate would spend it within Idle and
+// halves when it comes back mostly unused, between MinBlock and MaxBlock,
+// and never exceeds half the balance last seen beside the leases (all of
+// it once a single credit is left); a lease transaction that is short takes back other instances'
 // leases unused for a few seconds (store.TakeLease), so that an account is
 // not refused here while its credits idle there.
 //
@@ -80,9 +81,13 @@ var _ Store = (*store.Store)(nil)
 
 // Config tunes the manager; zero fields take the defaults in brackets.
 type Config struct {
-	TTL            time.Duration // lease lifetime, the longest a crashed instance strands credits [30s]
-	Idle           time.Duration // a lease unused this long goes back at the next call on the instance [5m]
-	MinBlock       int64         // the first block of an account [10]
+	TTL      time.Duration // lease lifetime, the longest a crashed instance strands credits [30s]
+	Idle     time.Duration // a lease unused this long goes back at the next call on the instance [5m]
+	MinBlock int64         // the smallest block [10]
+	// FirstBlock is an account's first block on the instance, before its
+	// pace is known; the store leases at most half the balance for it
+	// [100, or MinBlock if larger, at most MaxBlock].
+	FirstBlock     int64
 	MaxBlock       int64         // the largest block [1000]
 	KeyTTL         time.Duration // how long a key lookup is trusted without the revocation listener [60s]
 	NegativeKeyTTL time.Duration // how long an unknown key stays unknown [1s]
@@ -116,6 +121,10 @@ func (c Config) withDefaults() Config {
 	if c.MaxBlock < c.MinBlock {
 		c.MaxBlock = max(1000, c.MinBlock)
 	}
+	if c.FirstBlock <= 0 {
+		c.FirstBlock = max(c.MinBlock, 100)
+	}
+	c.FirstBlock = min(max(c.FirstBlock, c.MinBlock), c.MaxBlock)
 	if c.Owner == "" {
 		b := make([]byte, 6)
 		_, _ = rand.Read(b)
@@ -459,6 +468,8 @@ func (m *Manager) Admit(ctx context.Context, hash string, cost int64, route stri
 		t := &take{done: make(chan struct{})}
 		a.taking = t
 		want := a.want(cost)
+		// The first take knows no balance: the store leases at most half.
+		first := !a.seen
 		a.mu.Unlock()
 		// The take goes on if this caller gives up: the calls waiting on it
 		// still need the lease.
@@ -471,7 +482,7 @@ func (m *Manager) Admit(ctx context.Context, hash string, cost int64, route stri
 				case <-time.After(m.cfg.Timeout):
 				}
 			}
-			t.err = m.takeLease(a, hash, want, now, false)
+			t.err = m.takeLease(a, hash, lease{want: want, need: cost, half: first}, now)
 			close(t.done)
 		}()
 		if err := t.wait(ctx); err != nil {
@@ -525,12 +536,23 @@ func (m *Manager) queue(a *account, h *held) {
 	}
 }
 
-// takeLease takes a block of want credits for a, settling a's retired
+// lease is what a lease transaction asks for.
+type lease struct {
+	want, need int64 // the block; the least that serves the call
+	// half: the balance is not known yet, and the store leases no more
+	// than half of it (but need).
+	half bool
+	// ahead: a take ahead (prefetch), which replaces the current lease;
+	// that one is settled with the account's next lease transaction. Its
+	// refusal is not the account's exhaustion (the current lease still
+	// serves) and makes no notice.
+	ahead bool
+}
+
+// takeLease takes a block of credits for a as r asks, settling a's retired
 // leases in the same transaction, and makes it current.
-// A take ahead (prefetch) replaces the current lease, which is settled with
-// the account's next lease transaction; its refusal is not the account's
-// exhaustion (the current lease still serves) and makes no notice.
-func (m *Manager) takeLease(a *account, hash string, want int64, now time.Time, ahead bool) error {
+func (m *Manager) takeLease(a *account, hash string, r lease, now time.Time) error {
+	want, ahead := r.want, r.ahead
 	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.Timeout)
 	defer cancel()
 	id := m.cfg.Owner + "-" + strconv.FormatInt(m.seq.Add(1), 36)
@@ -539,7 +561,7 @@ func (m *Manager) takeLease(a *account, hash string, want int64, now time.Time, 
 	a.done = nil
 	a.mu.Unlock()
 	t, err := m.st.TakeLease(ctx, store.LeaseRequest{UID: a.uid, ID: id, Owner: m.cfg.Owner,
-		Want: want, TTL: m.cfg.TTL, KeyID: m.keyID(hash), Settle: settle, Ahead: ahead}, now)
+		Want: want, Need: r.need, Half: r.half, TTL: m.cfg.TTL, KeyID: m.keyID(hash), Settle: settle, Ahead: ahead}, now)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.taking = nil
@@ -593,7 +615,7 @@ func (m *Manager) takeLease(a *account, hash string, want int64, now time.Time, 
 // it: near the end of the credits, they are not split over more leases
 // than needed. a.mu is held.
 func (m *Manager) prefetch(a *account, h *held, hash string, now time.Time) *take {
-	if a.taking != nil || m.closed.Load() || !a.seen || a.block <= m.cfg.MinBlock || (h.lease.Amount-h.used)*5 > h.lease.Amount {
+	if a.taking != nil || m.closed.Load() || !a.seen || a.block <= m.cfg.FirstBlock || (h.lease.Amount-h.used)*5 > h.lease.Amount {
 		return nil
 	}
 	// The block h's pace asks for (retire sets it once h is done).
@@ -606,7 +628,7 @@ func (m *Manager) prefetch(a *account, h *held, hash string, now time.Time) *tak
 	m.work.Add(1)
 	go func() {
 		defer m.work.Done()
-		t.err = m.takeLease(a, hash, want, now, true)
+		t.err = m.takeLease(a, hash, lease{want: want, need: want, ahead: true}, now)
 		close(t.done)
 	}()
 	return t
@@ -665,7 +687,7 @@ func (m *Manager) account(uid string, now time.Time) (*account, error) {
 	}
 	a, ok := m.accounts[uid]
 	if !ok {
-		a = &account{uid: uid, block: m.cfg.MinBlock, lastUsed: now}
+		a = &account{uid: uid, block: m.cfg.FirstBlock, lastUsed: now}
 		m.accounts[uid] = a
 	}
 	return a, nil

@@ -148,7 +148,7 @@ func TestLeaseBlocksGrowWhenBusyAndShrinkWhenNot(t *testing.T) {
 	st := newWatchedStore()
 	hash := account(t, st, "bea", 10_000)
 	clock := clock.NewFixed(time.Now())
-	m := lease.New(st, clock, lease.Config{Linger: -1}, nil) // blocks from 10 to 1000, leases of 30 s
+	m := lease.New(st, clock, lease.Config{Linger: -1, FirstBlock: 10}, nil) // blocks from 10 to 1000, leases of 30 s
 	defer closeAll(t, m)
 	debit := func() {
 		t.Helper()
@@ -168,6 +168,31 @@ func TestLeaseBlocksGrowWhenBusyAndShrinkWhenNot(t *testing.T) {
 	debit()
 	if _, _, wants := st.seen(); !slices.Equal(wants, []int64{10, 1000, 500}) {
 		t.Errorf("leases asked for %v, want [10 1000 500]", wants)
+	}
+}
+
+// An account's first lease on an instance is FirstBlock (100 by default),
+// since its pace is not known, but never more than half the balance (the
+// instance has not seen it yet): a Free account's 50 credits are not all
+// leased to the first instance that serves it.
+func TestFirstLeaseIsLargeButAtMostHalfTheBalance(t *testing.T) {
+	for _, tt := range []struct {
+		credits, want int64
+	}{{10_000, 100}, {50, 25}, {1, 1}} {
+		st := newWatchedStore()
+		hash := account(t, st, "fia", tt.credits)
+		m := lease.New(st, clock.Real{}, lease.Config{Linger: -1}, nil)
+		if _, err := m.DebitKey(context.Background(), hash, 1, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		a, err := st.Account(context.Background(), "fia")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(a.Leases) != 1 || a.Leases[0].Amount != tt.want {
+			t.Errorf("%d credits: leases %+v, want one of %d", tt.credits, a.Leases, tt.want)
+		}
+		closeAll(t, m)
 	}
 }
 
@@ -431,7 +456,7 @@ func (s heldAheadTakes) TakeLease(ctx context.Context, r store.LeaseRequest, now
 func TestNextLeaseIsTakenAhead(t *testing.T) {
 	st := heldAheadTakes{newWatchedStore(), make(chan struct{}), make(chan struct{}, 1)}
 	hash := account(t, st.watchedStore, "ida", 100000)
-	m := lease.New(st, clock.Real{}, lease.Config{Linger: -1, MaxBlock: 100}, nil)
+	m := lease.New(st, clock.Real{}, lease.Config{Linger: -1, FirstBlock: 10, MaxBlock: 100}, nil)
 	defer closeAll(t, m)
 	call := func() chan error {
 		done := make(chan error, 1)

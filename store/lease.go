@@ -518,7 +518,11 @@ func (s *Store) Key(ctx context.Context, hash string) (billing.APIKey, error) {
 type LeaseRequest struct {
 	UID, ID, Owner string
 	Want           int64
-	TTL            time.Duration
+	// Half caps the lease at half the balance, or Need if that is more:
+	// the holder has not seen the balance yet (its first lease).
+	Half bool
+	Need int64
+	TTL  time.Duration
 	// KeyID is the key the lease is taken for: the account records its
 	// use (billing.Account.UsedKey).
 	KeyID string
@@ -528,6 +532,14 @@ type LeaseRequest struct {
 	// Ahead asks for the next lease while the holder's current one still
 	// serves: a refusal makes no credits-exhausted notice.
 	Ahead bool
+}
+
+// Size is the lease r asks for beside balance.
+func (r LeaseRequest) Size(balance int64) int64 {
+	if !r.Half {
+		return r.Want
+	}
+	return min(r.Want, max(r.Need, balance/2, 1))
 }
 
 // Taken is the outcome of TakeLease.
@@ -551,7 +563,7 @@ func (s *Store) TakeLease(ctx context.Context, r LeaseRequest, now time.Time) (T
 		if err != nil {
 			return err
 		}
-		l, err := a.TakeLease(r.ID, r.Owner, r.Want, r.TTL, now)
+		l, err := a.TakeLease(r.ID, r.Owner, r.Size(a.Balance(now)), r.TTL, now)
 		if errors.Is(err, billing.ErrInsufficientCredits) && !r.Ahead {
 			// Credits idle on other instances' leases come back first.
 			n, rerr := s.reclaimIdle(tx, a, st, r.Owner, now)
@@ -559,7 +571,7 @@ func (s *Store) TakeLease(ctx context.Context, r LeaseRequest, now time.Time) (T
 				return rerr
 			}
 			if n > 0 {
-				l, err = a.TakeLease(r.ID, r.Owner, r.Want, r.TTL, now)
+				l, err = a.TakeLease(r.ID, r.Owner, r.Size(a.Balance(now)), r.TTL, now)
 			}
 		}
 		if errors.Is(err, billing.ErrInsufficientCredits) {

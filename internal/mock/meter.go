@@ -181,7 +181,7 @@ func (s *Store) TakeLease(_ context.Context, r store.LeaseRequest, now time.Time
 	if err != nil {
 		return store.Taken{}, fmt.Errorf("take lease on %s: %w", r.UID, err)
 	}
-	l, err := a.TakeLease(r.ID, r.Owner, r.Want, r.TTL, now)
+	l, err := a.TakeLease(r.ID, r.Owner, r.Size(a.Balance(now)), r.TTL, now)
 	if err == nil {
 		a.UsedKey(r.KeyID, now)
 	}
