@@ -108,8 +108,10 @@ func run(args []string, out io.Writer) error {
 	}
 	before := l.stats(ctx)
 	res := l.drive(ctx, users, o.calls, o.rate)
-	after, settled := l.balances(ctx, users, res.ok)
+	// Counted before the balances are read back: those reads are the
+	// check's, not the calls'.
 	stats := l.stats(ctx).minus(before)
+	after, settled := l.balances(ctx, users, res.ok)
 	res.print(out, o, users, after, settled, stats)
 	if o.revoke > 0 {
 		return l.revocations(ctx, out)
