@@ -111,6 +111,20 @@ resource "google_firestore_field" "lease_journals_unindexed" {
   index_config {}
 }
 
+# An account carries the latest month's usage (per day and route) and when
+# each of its keys was last used (billing.Account.Usage and KeysUsed): maps
+# that grow with the days and routes and are read only with the account,
+# by id. Not indexed: index entries would cost every debit latency.
+resource "google_firestore_field" "accounts_unindexed" {
+  for_each   = toset(["usage", "keysUsed"])
+  project    = var.project_id
+  database   = google_firestore_database.main.name
+  collection = "accounts"
+  field      = each.key
+
+  index_config {}
+}
+
 # The rules in firestore.rules (the same file the emulator loads), released to
 # the database.
 resource "google_firebaserules_ruleset" "firestore" {
