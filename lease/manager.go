@@ -31,9 +31,10 @@
 // a block doubles while the recent rate would spend it within Idle and
 // halves when it comes back mostly unused, between MinBlock and MaxBlock,
 // and never exceeds half the balance last seen beside the leases (all of
-// it once a single credit is left); a lease transaction that is short takes back other instances'
-// leases unused for a few seconds (store.TakeLease), so that an account is
-// not refused here while its credits idle there.
+// it once a single credit is left); a lease transaction that is short
+// takes back other instances' leases unused for a few seconds
+// (store.TakeLease), so that an account is not refused here while its
+// credits idle there.
 //
 // Keys are cached per instance for KeyTTL; a revocation reaches the cache
 // within about a second through a Firestore listener (Store.WatchRevocations)
@@ -84,11 +85,11 @@ type Config struct {
 	TTL      time.Duration // lease lifetime, the longest a crashed instance strands credits [30s]
 	Idle     time.Duration // a lease unused this long goes back at the next call on the instance [5m]
 	MinBlock int64         // the smallest block [10]
+	MaxBlock int64         // the largest block [1000]
 	// FirstBlock is an account's first block on the instance, before its
 	// pace is known; the store leases at most half the balance for it
 	// [100, or MinBlock if larger, at most MaxBlock].
 	FirstBlock     int64
-	MaxBlock       int64         // the largest block [1000]
 	KeyTTL         time.Duration // how long a key lookup is trusted without the revocation listener [60s]
 	NegativeKeyTTL time.Duration // how long an unknown key stays unknown [1s]
 	Owner          string        // this instance's name: its journal and lease ids [random]
