@@ -158,6 +158,11 @@ type Manager struct {
 	seq       atomic.Int64
 	work      sync.WaitGroup // flushes and returns in flight
 	lastSweep atomic.Int64   // unix nanoseconds of the last idle sweep
+	// returning bounds the return transactions in flight (returnsAtOnce;
+	// closing, closingAtOnce, once Close has begun): a sweep that finds a
+	// thousand idle accounts, or Close, must not start a thousand
+	// transactions at once.
+	returning, closing chan struct{}
 	// aliveUntil (unix nanoseconds) is what the last journal write that
 	// landed promised: the instance's listed leases are its until then.
 	aliveUntil atomic.Int64
@@ -330,7 +335,8 @@ func New(st Store, clock billing.Clock, cfg Config, log *slog.Logger) *Manager {
 	}
 	cfg = cfg.withDefaults()
 	m := &Manager{st: st, cfg: cfg, clock: clock, log: log, keys: map[string]keyEntry{}, accounts: map[string]*account{},
-		more: make(chan struct{}, 1), blocks: blockSizer{min: cfg.MinBlock, max: cfg.MaxBlock, horizon: cfg.Idle},
+		more: make(chan struct{}, 1), returning: make(chan struct{}, returnsAtOnce),
+		closing: make(chan struct{}, closingAtOnce), blocks: blockSizer{min: cfg.MinBlock, max: cfg.MaxBlock, horizon: cfg.Idle},
 		j: journalState{known: true}}
 	m.lastSweep.Store(clock.Now().UnixNano())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -732,7 +738,6 @@ func (m *Manager) Close(ctx context.Context) error {
 			accounts = append(accounts, a)
 		}
 		m.mu.Unlock()
-		sem := make(chan struct{}, 16)
 		var wg sync.WaitGroup
 		for _, a := range accounts {
 			a.mu.Lock()
@@ -743,10 +748,9 @@ func (m *Manager) Close(ctx context.Context) error {
 				continue
 			}
 			wg.Add(1)
-			sem <- struct{}{}
 			go func() {
-				defer func() { <-sem; wg.Done() }()
-				m.settle(a, uses)
+				defer wg.Done()
+				m.settle(a, uses) // closingAtOnce at a time
 			}()
 		}
 		wg.Wait()

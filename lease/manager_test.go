@@ -501,3 +501,79 @@ func TestNextLeaseIsTakenAhead(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// returnCounter counts the return transactions in flight at once.
+type returnCounter struct {
+	*watchedStore
+	mu             sync.Mutex
+	inFlight, most int
+	returned       int
+}
+
+func (s *returnCounter) ReturnLease(ctx context.Context, uid string, now time.Time, uses ...store.LeaseUse) (int64, error) {
+	s.mu.Lock()
+	s.inFlight++
+	s.most = max(s.most, s.inFlight)
+	s.mu.Unlock()
+	time.Sleep(5 * time.Millisecond) // a transaction's round trips
+	defer func() {
+		s.mu.Lock()
+		s.inFlight--
+		s.returned++
+		s.mu.Unlock()
+	}()
+	return s.watchedStore.ReturnLease(ctx, uid, now, uses...)
+}
+
+// An instance holding leases on many accounts returns them a few at a
+// time, not all at once: after a burst over a thousand keys, an idle sweep
+// that started a thousand return transactions together timed them all out
+// on the emulator and starved the instance's calls (compare.sh's
+// revocation step failed). An idle sweep runs 4 at a time; Close, which
+// has 10 s, 16.
+func TestManyReturnsRunAFewAtATime(t *testing.T) {
+	st := &returnCounter{watchedStore: newWatchedStore()}
+	clock := clock.NewFixed(time.Now())
+	m := lease.New(st, clock, lease.Config{Linger: -1, TTL: time.Hour, Idle: time.Minute}, nil)
+	const accounts = 100
+	for i := range accounts {
+		hash := account(t, st.watchedStore, fmt.Sprintf("u%d", i), 1000)
+		if _, err := m.DebitKey(context.Background(), hash, 1, clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	returned := func(most int) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			st.mu.Lock()
+			n, at := st.returned, st.most
+			st.mu.Unlock()
+			if at > most {
+				t.Fatalf("%d returns at once, want at most %d", at, most)
+			}
+			if n == accounts {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of %d leases returned", n, accounts)
+			}
+		}
+	}
+	// A minute on, one call on another account finds them all idle.
+	clock.Add(time.Minute + time.Second)
+	if _, err := m.DebitKey(context.Background(), account(t, st.watchedStore, "caller", 1000), 1, clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	returned(4)
+	for i := range accounts {
+		if got := balance(t, st.watchedStore, fmt.Sprintf("u%d", i)); got != 999 {
+			t.Fatalf("u%d: balance %d after one call on 1000 credits", i, got)
+		}
+	}
+	// Close returns the rest 16 at a time.
+	st.mu.Lock()
+	st.returned, st.most = accounts-1, 0 // the caller's lease is left
+	st.mu.Unlock()
+	closeAll(t, m)
+	returned(16)
+}
