@@ -545,7 +545,8 @@ func (m *Manager) queue(a *account, h *held) {
 
 // lease is what a lease transaction asks for.
 type lease struct {
-	want, need int64 // the block; the least that serves the call
+	want int64 // the block
+	need int64 // the least that serves the call (with half)
 	// half: the balance is not known yet, and the store leases no more
 	// than half of it (but need).
 	half bool
@@ -559,7 +560,6 @@ type lease struct {
 // takeLease takes a block of credits for a as r asks, settling a's retired
 // leases in the same transaction, and makes it current.
 func (m *Manager) takeLease(a *account, hash string, r lease, now time.Time) error {
-	want, ahead := r.want, r.ahead
 	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.Timeout)
 	defer cancel()
 	id := m.cfg.Owner + "-" + strconv.FormatInt(m.seq.Add(1), 36)
@@ -568,13 +568,13 @@ func (m *Manager) takeLease(a *account, hash string, r lease, now time.Time) err
 	a.done = nil
 	a.mu.Unlock()
 	t, err := m.st.TakeLease(ctx, store.LeaseRequest{UID: a.uid, ID: id, Owner: m.cfg.Owner,
-		Want: want, Need: r.need, Half: r.half, TTL: m.cfg.TTL, KeyID: m.keyID(hash), Settle: settle, Ahead: ahead}, now)
+		Want: r.want, Need: r.need, Half: r.half, TTL: m.cfg.TTL, KeyID: m.keyID(hash), Settle: settle, Ahead: r.ahead}, now)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.taking = nil
 	if err == nil || errors.Is(err, billing.ErrInsufficientCredits) {
 		a.balance, a.others, a.seen = t.Balance, t.Leased, true
-		if !ahead {
+		if !r.ahead {
 			a.refused = err != nil
 		}
 		m.forgetLeases(settle)
@@ -635,7 +635,7 @@ func (m *Manager) prefetch(a *account, h *held, hash string, now time.Time) *tak
 	m.work.Add(1)
 	go func() {
 		defer m.work.Done()
-		t.err = m.takeLease(a, hash, lease{want: want, need: want, ahead: true}, now)
+		t.err = m.takeLease(a, hash, lease{want: want, ahead: true}, now)
 		close(t.done)
 	}()
 	return t
