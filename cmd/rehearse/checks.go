@@ -188,7 +188,9 @@ func (r *rehearsal) checks() {
 	for time.Now().Before(deadline) {
 		a = call(site, "GET", r.site+"/api/user", bearer, nil)
 		user, _ = a.json["user"].(map[string]any)
-		if credits = num(user["credits"]); a.status == 200 && credits == 50 {
+		// Credits can read 50 before the task's 200 has passed the front
+		// (the grant commits first): wait for both.
+		if credits = num(user["credits"]); a.status == 200 && credits == 50 && grant.first200.Load() > 0 {
 			break
 		}
 		time.Sleep(250 * time.Millisecond)
